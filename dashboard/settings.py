@@ -95,7 +95,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -119,9 +121,7 @@ CELERY_TIMEZONE = "UTC"
 # The connection configured by the environment. With no key the dashboard watches the built-in
 # simulator, which `make run` starts and points OPENAI_BASE_URL at.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
-OPENAI_BASE_URL = env_url(
-    "OPENAI_BASE_URL", "https://api.openai.com/v1", schemes=("http", "https")
-)
+OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", "https://api.openai.com/v1", schemes=("http", "https"))
 OPENAI_ORG_ID = env_str("OPENAI_ORG_ID")
 OPENAI_PROJECT_ID = env_str("OPENAI_PROJECT_ID")
 OPENAI_CONNECT_TIMEOUT = env_float("OPENAI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
@@ -134,4 +134,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# Beat only ticks the dispatcher; each connection's own intervals decide what runs.
+SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-due-syncs": {
+        "task": "batches.tasks.dispatch_due_syncs",
+        "schedule": SYNC_DISPATCH_INTERVAL,
+        "options": {"expires": SYNC_DISPATCH_INTERVAL},
+    }
 }

@@ -1,0 +1,59 @@
+# Two commands are all a fresh Debian/Ubuntu machine with python3, git and make needs:
+#   make run    the dashboard, Celery, Redis and (with no OPENAI_API_KEY) the API simulator
+#   make test   the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv finds the machine's Python (>= 3.11); it must never download one of its own.
+export UV_PYTHON_DOWNLOADS := never
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Installs a Debian/Ubuntu package when the command it provides is missing.
+define ensure_package
+	@command -v $(1) >/dev/null 2>&1 || [ -x /usr/bin/$(1) ] || { \
+	  echo "Installing $(2) from the system packages ..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2) >/dev/null; }
+endef
+
+.PHONY: help run test test-fast lint format bench deps test-deps
+
+help:
+	@echo "make run    start the dashboard (prints the URL and a demo login)"
+	@echo "make test   run the whole test suite"
+	@echo "make lint   ruff check and format check"
+	@echo "make bench  run the benchmarks in benchmarks/"
+
+$(UV):
+	@echo "Installing uv ..."
+	python3 -m pip install --user --quiet uv 2>/dev/null || \
+	  python3 -m pip install --user --quiet --break-system-packages uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+deps: .venv/.synced
+
+run: deps
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(UV) run --frozen python manage.py run_dashboard
+
+test-deps: deps
+	$(call ensure_package,redis-server,redis-server)
+	$(call ensure_package,chromium,chromium)
+
+# DJANGO_DEBUG=1 only so that settings need no secret key; tests run with DEBUG off regardless.
+test: test-deps
+	DJANGO_DEBUG=1 $(UV) run --frozen pytest
+
+lint: deps
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: deps
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+bench: deps
+	DJANGO_DEBUG=1 $(UV) run --frozen python benchmarks/run_all.py

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from batches import sync
+from batches.api_client import APIError
+from batches.models import Connection
+
+
+class Command(BaseCommand):
+    help = "Run a full sync of batches now, without Celery, and print what it did."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--connection", help="Name of the connection (default: every enabled one)."
+        )
+        parser.add_argument(
+            "--complete",
+            action="store_true",
+            help="Walk every page instead of stopping at unchanged terminal batches.",
+        )
+
+    def handle(self, *args: Any, connection: str | None, complete: bool, **options: Any) -> None:
+        connections = Connection.objects.filter(enabled=True)
+        if connection:
+            connections = Connection.objects.filter(name=connection)
+            if not connections.exists():
+                names = ", ".join(Connection.objects.values_list("name", flat=True)) or "none"
+                raise CommandError(f"No connection named {connection!r} (known: {names}).")
+        failed = False
+        for conn in connections:
+            try:
+                result = sync.full_sync(conn, complete=complete or None)
+            except (APIError, sync.ConnectionNotConfigured) as error:
+                sync.record_failure(conn, error)
+                self.stderr.write(f"{conn.name}: failed: {error}")
+                failed = True
+                continue
+            sync.record_success(conn)
+            self.stdout.write(
+                f"{conn.name}: {result.created} created, {result.updated} updated, "
+                f"{result.unchanged} unchanged, {result.api_calls} API calls"
+            )
+        if failed:
+            raise CommandError("At least one connection failed to sync.")

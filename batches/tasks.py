@@ -1,0 +1,76 @@
+"""Celery tasks: thin wrappers that take a lock and call a sync service."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+from batches import sync
+from batches.api_client import APIError
+from batches.models import Connection
+
+logger = logging.getLogger(__name__)
+
+# A run holds its lock at most this long; a killed worker's lock expires by itself.
+LOCK_TIMEOUT_SECONDS = 600
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _run_locked(
+    kind: str, connection_id: int, work: Callable[[Connection], sync.SyncResult]
+) -> str:
+    connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
+    if connection is None:
+        return "skipped: no such enabled connection"
+    if not sync.may_call_api(connection):
+        return "skipped: waiting for the API (rate limited or failing)"
+    lock = _redis().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=LOCK_TIMEOUT_SECONDS)
+    if not lock.acquire(blocking=False):
+        return "skipped: another run holds the lock"
+    try:
+        result = work(connection)
+    except (APIError, sync.ConnectionNotConfigured) as error:
+        next_attempt = sync.record_failure(connection, error)
+        logger.warning("%s of connection %s failed: %s", kind, connection.name, error)
+        return f"failed: next attempt at {next_attempt.isoformat()}"
+    finally:
+        # The lock may have expired while we worked: then there is nothing to release.
+        with contextlib.suppress(redis.exceptions.LockError):
+            lock.release()
+    sync.record_success(connection)
+    return (
+        f"{kind}: {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {result.api_calls} API calls"
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def refresh_active_batches(connection_id: int) -> str:
+    return _run_locked("refresh", connection_id, sync.refresh_active)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def full_sync_batches(connection_id: int) -> str:
+    return _run_locked("full_sync", connection_id, sync.full_sync)
+
+
+@shared_task(ignore_result=True)
+def dispatch_due_syncs() -> list[str]:
+    """Run by beat every few seconds: enqueue each connection's refresh and full sync when due."""
+    enqueued = []
+    for connection in sync.connections_to_sync():
+        for kind in sync.claim_due_work(connection):
+            task = full_sync_batches if kind == "full_sync" else refresh_active_batches
+            task.delay(connection.pk)
+            enqueued.append(f"{kind}:{connection.name}")
+    return enqueued

@@ -1,0 +1,102 @@
+import pytest
+from django.contrib.auth.models import User
+
+from tests.factories import make_batch, make_connection
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member(client):
+    user = User.objects.create_user("member", password="pw-member-1")
+    client.force_login(user)
+    return user
+
+
+def test_it_sends_an_anonymous_visitor_to_the_login_page(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_it_lists_batches_from_the_database(client, member):
+    batch = make_batch(batch_id="batch_visible_one", metadata={"run": "nightly"})
+    response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "batch_visible_one" in body
+    assert "run=nightly" in body
+    assert f'hx-get="/batches/{batch.pk}/row/"' in body
+
+
+def test_a_terminal_row_renders_without_its_polling_trigger(client, member):
+    done = make_batch(status="completed", completed_requests=100, failed_requests=0)
+    response = client.get(f"/batches/{done.pk}/row/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert "hx-trigger" not in response.content.decode()
+
+
+def test_an_active_row_keeps_polling(client, member):
+    running = make_batch(status="in_progress")
+    response = client.get(f"/batches/{running.pk}/row/", HTTP_HX_REQUEST="true")
+    assert 'hx-trigger="every 5s"' in response.content.decode()
+
+
+def test_a_batch_with_no_requests_yet_shows_waiting(client, member):
+    make_batch(status="validating", total_requests=0, completed_requests=0, failed_requests=0)
+    assert "waiting" in client.get("/").content.decode()
+
+
+def test_it_filters_by_status_connection_and_metadata(client, member):
+    other = make_connection("team-b")
+    make_batch(batch_id="batch_failed_a", status="failed", metadata={"owner": "ana"})
+    make_batch(batch_id="batch_running_b", connection=other, metadata={"owner": "bo"})
+    body = client.get("/?status=failed").content.decode()
+    assert "batch_failed_a" in body and "batch_running_b" not in body
+    body = client.get("/?connection=team-b").content.decode()
+    assert "batch_running_b" in body and "batch_failed_a" not in body
+    body = client.get("/?meta=owner%3Dbo").content.decode()
+    assert "batch_running_b" in body and "batch_failed_a" not in body
+
+
+def test_it_pages_with_a_cursor(client, member):
+    for _ in range(55):
+        make_batch()
+    first = client.get("/")
+    assert first.content.decode().count('class="badge run"') == 50
+    cursor = first.context["page"].next_cursor
+    second = client.get(f"/?cursor={cursor}")
+    assert second.content.decode().count('class="badge run"') == 5
+    assert second.context["page"].next_cursor is None
+
+
+def test_a_garbage_cursor_or_sort_is_ignored_not_a_500(client, member):
+    make_batch(batch_id="batch_still_shown")
+    response = client.get("/?cursor=%%%notbase64&sort=evil&created_from=yesterday")
+    assert response.status_code == 200
+    assert "batch_still_shown" in response.content.decode()
+    assert "unknown sort" in response.content.decode()
+
+
+def test_the_detail_page_shows_every_field(client, member):
+    batch = make_batch(
+        status="failed",
+        errors=[
+            {"code": "invalid_json_line", "message": "Line 3 is not JSON", "param": None, "line": 3}
+        ],
+    )
+    body = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert batch.batch_id in body
+    assert "invalid_json_line" in body and "Line 3 is not JSON" in body
+
+
+def test_an_unknown_batch_is_a_404(client, member):
+    assert client.get("/batches/999999/").status_code == 404
+    assert client.get("/batches/999999/row/").status_code == 404
+
+
+def test_metadata_from_the_api_is_escaped(client, member):
+    make_batch(metadata={"note": "<script>alert(1)</script>"})
+    body = client.get("/").content.decode()
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;" in body
