@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +58,7 @@ TIMESTAMP_FIELDS = (
 DEFAULT_RATE_LIMIT_WAIT = 30.0
 MAX_FAILURE_BACKOFF = 300.0
 COMPLETE_WALK_INTERVAL = timedelta(hours=6)
+ENVIRONMENT_CONNECTION_NAME = "default"
 
 
 class ConnectionNotConfigured(Exception):
@@ -133,8 +134,7 @@ def _columns(api_batch: APIBatch) -> dict[str, Any]:
         "total_tokens": usage.total_tokens if usage else None,
         "metadata": api_batch.metadata,
         "errors": [
-            {"code": e.code, "message": e.message, "param": e.param, "line": e.line}
-            for e in api_batch.errors
+            {"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in api_batch.errors
         ],
         "problems": list(api_batch.problems),
         "raw": api_batch.raw,
@@ -148,9 +148,7 @@ def _counts(columns: dict[str, Any]) -> tuple[int, int, int]:
     return columns["completed_requests"], columns["failed_requests"], columns["total_requests"]
 
 
-def _status_change(
-    batch_pk: int, old: str, api_batch: APIBatch, now: datetime
-) -> BatchStatusChange:
+def _status_change(batch_pk: int, old: str, api_batch: APIBatch, now: datetime) -> BatchStatusChange:
     stamp_field = STATUS_TIMESTAMP_FIELD.get(api_batch.status)
     return BatchStatusChange(
         batch_id=batch_pk,
@@ -163,9 +161,7 @@ def _status_change(
 
 def _snapshot(batch_pk: int, columns: dict[str, Any], now: datetime) -> ProgressSnapshot:
     completed, failed, total = _counts(columns)
-    return ProgressSnapshot(
-        batch_id=batch_pk, taken_at=now, completed=completed, failed=failed, total=total
-    )
+    return ProgressSnapshot(batch_id=batch_pk, taken_at=now, completed=completed, failed=failed, total=total)
 
 
 # --- writing observations ----------------------------------------------------------------------
@@ -206,9 +202,9 @@ def upsert_batches(
             ],
             ignore_conflicts=True,  # another worker may insert the same new batch at the same time
         )
-        for pk, batch_id in Batch.objects.filter(
-            connection=connection, batch_id__in=new_ids
-        ).values_list("id", "batch_id"):
+        for pk, batch_id in Batch.objects.filter(connection=connection, batch_id__in=new_ids).values_list(
+            "id", "batch_id"
+        ):
             api_batch = by_id[batch_id]
             changes.append(_status_change(pk, "", api_batch, observed_at))
             columns = _columns(api_batch)
@@ -260,7 +256,11 @@ def _counts_changed(old_raw: dict[str, Any], columns: dict[str, Any]) -> bool:
 
 
 def full_sync(
-    connection: Connection, *, client: BatchAPIClient | None = None, complete: bool | None = None
+    connection: Connection,
+    *,
+    client: BatchAPIClient | None = None,
+    complete: bool | None = None,
+    on_page: Callable[[], object] | None = None,
 ) -> SyncResult:
     """Walk the list newest first. Stops early at a page whose batches are all terminal and unchanged,
     unless this is a complete walk, which also marks the batches the API no longer lists."""
@@ -281,6 +281,8 @@ def full_sync(
             total.pages += 1
             result = upsert_batches(connection, page.data, observed_at=timezone.now())
             total.add(result)
+            if on_page:
+                on_page()
             if not page.has_more:
                 reached_end = True
             if (
@@ -298,16 +300,14 @@ def full_sync(
         if own_client:
             client.close()
     if complete and reached_end:
-        Batch.objects.filter(connection=connection, listed=True).exclude(
-            batch_id__in=total.seen_ids
-        ).update(listed=False)
+        Batch.objects.filter(connection=connection, listed=True).exclude(batch_id__in=total.seen_ids).update(
+            listed=False
+        )
         Connection.objects.filter(pk=connection.pk).update(last_complete_walk_at=now)
     return total
 
 
-def refresh_batch(
-    connection: Connection, batch_id: str, *, client: BatchAPIClient | None = None
-) -> Batch:
+def refresh_batch(connection: Connection, batch_id: str, *, client: BatchAPIClient | None = None) -> Batch:
     own_client = client is None
     client = client or client_for(connection)
     try:
@@ -319,7 +319,12 @@ def refresh_batch(
     return Batch.objects.get(connection=connection, batch_id=api_batch.id)
 
 
-def refresh_active(connection: Connection, *, client: BatchAPIClient | None = None) -> SyncResult:
+def refresh_active(
+    connection: Connection,
+    *,
+    client: BatchAPIClient | None = None,
+    on_page: Callable[[], object] | None = None,
+) -> SyncResult:
     """Bring every non-terminal batch up to date by the cheaper of two routes:
     list pages down to the oldest active batch, or the first page (for new batches) plus one
     retrieve per active batch."""
@@ -334,7 +339,7 @@ def refresh_active(connection: Connection, *, client: BatchAPIClient | None = No
     total = SyncResult()
     try:
         if not active:
-            _list_until(connection, client, total, stop_at=None, max_pages=1)
+            _list_until(connection, client, total, stop_at=None, max_pages=1, on_page=on_page)
         else:
             oldest_id, oldest_created = active[0]
             position = (
@@ -344,9 +349,9 @@ def refresh_active(connection: Connection, *, client: BatchAPIClient | None = No
             )
             list_route_pages = max(1, math.ceil(position / PAGE_SIZE))
             if list_route_pages <= len(active):
-                _list_until(connection, client, total, stop_at=oldest_id, max_pages=None)
+                _list_until(connection, client, total, stop_at=oldest_id, max_pages=None, on_page=on_page)
             else:
-                _list_until(connection, client, total, stop_at=None, max_pages=1)
+                _list_until(connection, client, total, stop_at=None, max_pages=1, on_page=on_page)
                 stale = [batch_id for batch_id, _ in active if batch_id not in total.seen_ids]
                 for batch_id in stale:
                     observed_at = timezone.now()
@@ -357,6 +362,8 @@ def refresh_active(connection: Connection, *, client: BatchAPIClient | None = No
                             continue  # gone from the API: keep the last known state
                         raise
                     total.add(upsert_batches(connection, [api_batch], observed_at=observed_at))
+                    if on_page:
+                        on_page()
     finally:
         total.api_calls = client.calls - calls_before
         if own_client:
@@ -371,10 +378,13 @@ def _list_until(
     *,
     stop_at: str | None,
     max_pages: int | None,
+    on_page: Callable[[], object] | None,
 ) -> None:
     for page in client.list_batch_pages(limit=PAGE_SIZE):
         total.pages += 1
         total.add(upsert_batches(connection, page.data, observed_at=timezone.now()))
+        if on_page:
+            on_page()
         if stop_at is not None and stop_at in total.seen_ids:
             return
         if max_pages is not None and total.pages >= max_pages:
@@ -410,9 +420,7 @@ def record_failure(connection: Connection, error: Exception) -> datetime:
 
 def may_call_api(connection: Connection, now: datetime | None = None) -> bool:
     now = now or timezone.now()
-    return connection.enabled and (
-        connection.next_attempt_at is None or connection.next_attempt_at <= now
-    )
+    return connection.enabled and (connection.next_attempt_at is None or connection.next_attempt_at <= now)
 
 
 def claim_due_work(connection: Connection, now: datetime | None = None) -> list[str]:
@@ -437,5 +445,16 @@ def claim_due_work(connection: Connection, now: datetime | None = None) -> list[
     return due
 
 
+def environment_connection() -> Connection:
+    """The connection configured by environment variables; it exists without any set-up (a migration
+    creates it, and this recreates it should someone delete it)."""
+    connection, _ = Connection.objects.get_or_create(
+        name=ENVIRONMENT_CONNECTION_NAME,
+        defaults={"from_environment": True, "api_key_env": "OPENAI_API_KEY"},
+    )
+    return connection
+
+
 def connections_to_sync() -> Iterable[Connection]:
+    environment_connection()
     return Connection.objects.filter(enabled=True)

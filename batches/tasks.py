@@ -17,28 +17,25 @@ from batches.models import Connection
 
 logger = logging.getLogger(__name__)
 
-# A run holds its lock at most this long; a killed worker's lock expires by itself.
-LOCK_TIMEOUT_SECONDS = 600
-
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-def _run_locked(
-    kind: str, connection_id: int, work: Callable[[Connection], sync.SyncResult]
-) -> str:
+def _run_locked(kind: str, connection_id: int, work: Callable[[Connection], sync.SyncResult]) -> str:
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"
     if not sync.may_call_api(connection):
         return "skipped: waiting for the API (rate limited or failing)"
-    lock = _redis().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=LOCK_TIMEOUT_SECONDS)
+    # The lock lives SYNC_LOCK_TIMEOUT seconds and is renewed after every page, so a killed worker's
+    # lock soon expires by itself while a long, healthy run keeps it.
+    lock = _redis().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
     if not lock.acquire(blocking=False):
         return "skipped: another run holds the lock"
     try:
-        result = work(connection)
+        result = work(connection, on_page=lock.reacquire)
     except (APIError, sync.ConnectionNotConfigured) as error:
         next_attempt = sync.record_failure(connection, error)
         logger.warning("%s of connection %s failed: %s", kind, connection.name, error)

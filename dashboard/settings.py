@@ -138,6 +138,12 @@ LOGGING = {
 
 # Beat only ticks the dispatcher; each connection's own intervals decide what runs.
 SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)
+# How long a sync run's Redis lock lives without renewal (it is renewed after every page).
+SYNC_LOCK_TIMEOUT = env_int("SYNC_LOCK_TIMEOUT", 60, minimum=1)
+# With acks_late, a message whose worker died is handed out again after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
+}
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-syncs": {
         "task": "batches.tasks.dispatch_due_syncs",

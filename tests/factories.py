@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from batches.models import Batch, Connection
+from batches.sync import environment_connection
 
 _ids = count(1)
 
@@ -20,7 +21,7 @@ def make_connection(name: str = "team-a", **fields: Any) -> Connection:
 
 
 def make_batch(connection: Connection | None = None, **fields: Any) -> Batch:
-    connection = connection or Connection.objects.get(name="default")
+    connection = connection or environment_connection()
     now = timezone.now()
     number = next(_ids)
     status = fields.pop("status", "in_progress")
