@@ -407,7 +407,7 @@ def record_failure(connection: Connection, error: Exception) -> datetime:
     if isinstance(error, RateLimitError):
         wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
     else:
-        wait = min(MAX_FAILURE_BACKOFF, 5.0 * 2 ** min(failures, 10))
+        wait = min(MAX_FAILURE_BACKOFF, settings.SYNC_FAILURE_BACKOFF * 2 ** min(failures - 1, 10))
     next_attempt = now + timedelta(seconds=wait)
     Connection.objects.filter(pk=connection.pk).update(
         last_error_at=now,

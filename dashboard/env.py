@@ -31,9 +31,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfiguredEnv(
-        f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
-    )
+    raise ImproperlyConfiguredEnv(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

@@ -138,11 +138,18 @@ LOGGING = {
 
 # Beat only ticks the dispatcher; each connection's own intervals decide what runs.
 SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)
+# After a failed sync (other than a 429, which says how long to wait) the connection waits this many
+# seconds, doubling with each further failure up to 5 minutes.
+SYNC_FAILURE_BACKOFF = env_float("SYNC_FAILURE_BACKOFF", 5.0, minimum=0.0)
 # How long a sync run's Redis lock lives without renewal (it is renewed after every page).
 SYNC_LOCK_TIMEOUT = env_int("SYNC_LOCK_TIMEOUT", 60, minimum=1)
-# With acks_late, a message whose worker died is handed out again after this many seconds.
+# With acks_late, a message whose worker died is handed out again after this many seconds. Workers look
+# for such messages every few seconds (kombu's default look is only every ~100 s).
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
 }
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-syncs": {

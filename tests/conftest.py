@@ -222,3 +222,75 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+class Simulator:
+    """A running API simulator and its control endpoints."""
+
+    def __init__(self, server, base_url: str) -> None:
+        import httpx
+
+        self.server = server
+        self.base_url = base_url
+        self.control = httpx.Client(base_url=base_url.removesuffix("/v1"), timeout=30)
+
+    def state(self) -> dict:
+        response = self.control.get("/_sim/state")
+        response.raise_for_status()
+        return response.json()
+
+    def batches(self) -> list[dict]:
+        return self.state()["batches"]
+
+    def count(self) -> int:
+        return len(self.batches())
+
+    def advance(self, seconds: float) -> None:
+        self.control.post("/_sim/advance", json={"seconds": seconds}).raise_for_status()
+
+    def set_faults(self, **faults) -> None:
+        self.control.post("/_sim/faults", json=faults).raise_for_status()
+
+    def close(self) -> None:
+        from batches.simulator.server import stop
+
+        self.control.close()
+        stop(self.server)
+
+
+@pytest.fixture
+def start_simulator():
+    """Starts simulators in this process; speed 0 means the clock moves only when a test advances it."""
+    from batches.simulator.server import start_in_thread
+    from batches.simulator.state import SimWorld
+
+    started: list[Simulator] = []
+
+    def start(batches: int = 250, seed: int = 7, speed: float = 0.0) -> Simulator:
+        world = SimWorld(seed=seed, batches=batches, speed=speed)
+        server, base_url = start_in_thread(world)
+        simulator = Simulator(server, base_url)
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.close()
+
+
+@pytest.fixture
+def simulator(start_simulator) -> Simulator:
+    return start_simulator()
+
+
+SIMULATOR_KEY_ENV = "SIMULATOR_TEST_API_KEY"
+
+
+@pytest.fixture
+def simulator_connection(db, simulator: Simulator, monkeypatch):
+    from batches.models import Connection
+
+    monkeypatch.setenv(SIMULATOR_KEY_ENV, "sk-test-simulator")
+    return Connection.objects.create(
+        name="simulated", base_url=simulator.base_url, api_key_env=SIMULATOR_KEY_ENV
+    )
