@@ -7,11 +7,15 @@ ProgressSnapshot), so that the pages can read either cheaply and a sync can writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
+# The API accepts a cancel only before the batch has begun finalizing.
+CANCELLABLE_STATUSES = ("validating", "in_progress")
 KNOWN_STATUSES = (
     "validating",
     "in_progress",
@@ -99,6 +103,12 @@ class Batch(models.Model):
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
     total_tokens = models.BigIntegerField(null=True, blank=True)
 
+    # Derived at sync time so that the list can sort and show them without reading the history.
+    done_ratio = models.FloatField(default=0.0)
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    rate_per_minute = models.FloatField(null=True, blank=True)
+    eta_at = models.DateTimeField(null=True, blank=True)
+
     metadata = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
     problems = models.JSONField(default=list, blank=True)
@@ -116,9 +126,7 @@ class Batch(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=("connection", "batch_id"), name="unique_batch_per_connection"
-            )
+            models.UniqueConstraint(fields=("connection", "batch_id"), name="unique_batch_per_connection")
         ]
         indexes = [
             models.Index(fields=("-created_at", "-id"), name="batch_newest_first"),
@@ -129,6 +137,7 @@ class Batch(models.Model):
                 condition=Q(is_terminal=False),
                 name="batch_active_by_connection",
             ),
+            models.Index(fields=("-done_ratio", "-id"), name="batch_progress"),
             models.Index(fields=("endpoint",), name="batch_endpoint"),
             models.Index(fields=("model",), name="batch_model"),
         ]
@@ -147,6 +156,21 @@ class Batch(models.Model):
     @property
     def is_active(self) -> bool:
         return not self.is_terminal
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in CANCELLABLE_STATUSES
+
+    def is_stalled(self, now: datetime, after: timedelta) -> bool:
+        """In progress, yet no request finished for `after`."""
+        if self.status != "in_progress":
+            return False
+        since = self.last_progress_at or self.in_progress_at
+        return since is not None and now - since > after
+
+    @property
+    def eta_after_expiry(self) -> bool:
+        return bool(self.eta_at and self.expires_at and self.eta_at > self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -168,9 +192,7 @@ class Progress:
         failed_pct = min(max(failed, 0) * 100 / total, 100.0 - completed_pct)
         # Round down so that 99.6 % never reads as 100 %.
         done_pct = int(completed_pct + failed_pct)
-        return cls(
-            completed, failed, total, round(completed_pct, 2), round(failed_pct, 2), done_pct
-        )
+        return cls(completed, failed, total, round(completed_pct, 2), round(failed_pct, 2), done_pct)
 
     @property
     def waiting(self) -> bool:
@@ -192,14 +214,12 @@ class BatchStatusChange(models.Model):
     # The API's own timestamp for entering new_status (in_progress_at for in_progress, ...), if any.
     api_timestamp = models.DateTimeField(null=True, blank=True)
 
-    def __str__(self) -> str:
-        return f"{self.old_status or '(new)'} -> {self.new_status}"
-
     class Meta:
         ordering = ("observed_at", "id")
-        constraints = [
-            models.UniqueConstraint(fields=("batch", "new_status"), name="one_change_per_status")
-        ]
+        constraints = [models.UniqueConstraint(fields=("batch", "new_status"), name="one_change_per_status")]
+
+    def __str__(self) -> str:
+        return f"{self.old_status or '(new)'} -> {self.new_status}"
 
 
 class ProgressSnapshot(models.Model):
@@ -212,9 +232,6 @@ class ProgressSnapshot(models.Model):
     failed = models.IntegerField()
     total = models.IntegerField()
 
-    def __str__(self) -> str:
-        return f"{self.completed}+{self.failed}/{self.total} at {self.taken_at:%H:%M:%S}"
-
     class Meta:
         ordering = ("taken_at", "id")
         constraints = [
@@ -222,3 +239,22 @@ class ProgressSnapshot(models.Model):
                 fields=("batch", "completed", "failed", "total"), name="one_snapshot_per_count"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.completed}+{self.failed}/{self.total} at {self.taken_at:%H:%M:%S}"
+
+
+class CancelRequest(models.Model):
+    """Who asked to cancel which batch, when, and what the API answered."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="cancel_requests")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_at = models.DateTimeField()
+    succeeded = models.BooleanField()
+    message = models.TextField()
+
+    class Meta:
+        ordering = ("-requested_at",)
+
+    def __str__(self) -> str:
+        return f"cancel {self.batch} by {self.user} at {self.requested_at:%Y-%m-%d %H:%M:%S}"

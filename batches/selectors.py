@@ -5,23 +5,34 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models import Count, F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from batches.models import KNOWN_STATUSES, TERMINAL_STATUSES, Batch, Connection
 
 PAGE_SIZE = 50
-SORTS = {
-    "created": ("-created_at", "-id"),
-    "-created": ("created_at", "id"),
+# Each sort is a sequence of (column, descending); the id breaks ties so that keyset pagination is exact.
+SORTS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "created": (("created_at", True), ("id", True)),
+    "-created": (("created_at", False), ("id", False)),
+    "status": (("status", False), ("created_at", True), ("id", True)),
+    "progress": (("done_ratio", True), ("id", True)),
+    "-progress": (("done_ratio", False), ("id", False)),
+}
+SORT_LABELS = {
+    "created": "Newest first",
+    "-created": "Oldest first",
+    "status": "Status",
+    "progress": "Most done first",
+    "-progress": "Least done first",
 }
 
 
@@ -41,41 +52,45 @@ class BatchFilters:
     invalid: tuple[str, ...] = field(default=())
 
     @classmethod
-    def from_query(cls, query: Mapping[str, Any]) -> BatchFilters:
-        getlist = (
-            query.getlist
-            if hasattr(query, "getlist")
-            else (lambda k: [query.get(k)] if k in query else [])
-        )
+    def from_query(cls, query: QueryDict) -> BatchFilters:
+        def many(name: str) -> list[str]:
+            # NUL bytes are dropped: PostgreSQL refuses them in text, and no real value holds one.
+            return [value.replace("\x00", "").strip() for value in query.getlist(name)]
+
+        def one(name: str, limit: int) -> str:
+            values = many(name)
+            return values[-1][:limit] if values else ""
+
         invalid: list[str] = []
-        statuses = tuple(sorted({s for s in getlist("status") if s}))
+        statuses = tuple(sorted({s[:40] for s in many("status") if s}))
         metadata: list[tuple[str, str]] = []
-        for item in getlist("meta"):
-            if item and "=" in item:
+        for item in many("meta"):
+            if "=" in item:
                 key, _, value = item.partition("=")
                 metadata.append((key.strip()[:64], value.strip()[:512]))
             elif item:
                 invalid.append(f"metadata filter {item[:40]!r} is not key=value")
-        created_from = (query.get("created_from") or "").strip()
-        created_to = (query.get("created_to") or "").strip()
-        for label, value in (("from", created_from), ("to", created_to)):
-            if value and parse_date(value) is None:
+        dates: dict[str, str] = {}
+        for name, label in (("created_from", "from"), ("created_to", "to")):
+            value = one(name, 40)
+            if value and _parse_day(value) is None:
                 invalid.append(f"created {label} date {value[:20]!r} is not YYYY-MM-DD")
-        sort = query.get("sort") or "created"
+                value = ""
+            dates[name] = value
+        sort = one("sort", 40) or "created"
         if sort not in SORTS:
             invalid.append(f"unknown sort {sort[:20]!r}")
             sort = "created"
         return cls(
             statuses=statuses,
-            connection=(query.get("connection") or "").strip()[:100],
-            endpoint=(query.get("endpoint") or "").strip()[:200],
-            model=(query.get("model") or "").strip()[:200],
-            created_from=created_from if created_from and parse_date(created_from) else "",
-            created_to=created_to if created_to and parse_date(created_to) else "",
+            connection=one("connection", 100),
+            endpoint=one("endpoint", 200),
+            model=one("model", 200),
             metadata=tuple(metadata),
-            q=(query.get("q") or "").strip()[:200],
+            q=one("q", 200),
             sort=sort,
             invalid=tuple(invalid),
+            **dates,
         )
 
     def apply(self, queryset: QuerySet[Batch], *, with_status: bool = True) -> QuerySet[Batch]:
@@ -88,20 +103,18 @@ class BatchFilters:
         if self.model:
             queryset = queryset.filter(model=self.model)
         if self.created_from:
-            queryset = queryset.filter(created_at__date__gte=parse_date(self.created_from))
+            queryset = queryset.filter(created_at__date__gte=_parse_day(self.created_from))
         if self.created_to:
-            queryset = queryset.filter(created_at__date__lte=parse_date(self.created_to))
+            queryset = queryset.filter(created_at__date__lte=_parse_day(self.created_to))
         for index, (key, value) in enumerate(self.metadata):
             # KeyTextTransform takes the key literally (a key like "a__b" is not a lookup path); the
             # cast makes the comparison a plain text one rather than a JSON one.
             alias = f"metadata_filter_{index}"
-            queryset = queryset.alias(
-                **{alias: Cast(KeyTextTransform(key, "metadata"), TextField())}
-            ).filter(**{alias: value})
-        if self.q:
-            queryset = queryset.filter(
-                Q(batch_id__icontains=self.q) | Q(metadata__icontains=self.q)
+            queryset = queryset.alias(**{alias: Cast(KeyTextTransform(key, "metadata"), TextField())}).filter(
+                **{alias: value}
             )
+        if self.q:
+            queryset = queryset.filter(Q(batch_id__icontains=self.q) | Q(metadata__icontains=self.q))
         return queryset
 
 
@@ -112,46 +125,88 @@ class BatchPage:
     is_first_page: bool
 
 
-def _encode_cursor(batch: Batch) -> str:
-    payload = json.dumps([batch.created_at.isoformat() if batch.created_at else None, batch.pk])
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime | None, int] | None:
+def _parse_day(value: str) -> date | None:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return (datetime.fromisoformat(created) if created else None, int(pk))
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        return parse_date(value)
+    except ValueError:  # well formed but impossible, like 2026-02-31
         return None
 
 
-def batch_page(filters: BatchFilters, cursor: str | None, page_size: int = PAGE_SIZE) -> BatchPage:
-    """Keyset pagination on (created_at, id): constant cost however deep the page."""
-    queryset = filters.apply(Batch.objects.select_related("connection"))
-    newest_first = filters.sort == "created"
-    queryset = queryset.order_by(*SORTS[filters.sort])
-    position = _decode_cursor(cursor) if cursor else None
-    if position is not None:
-        created, pk = position
-        if newest_first:
-            queryset = (
-                queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=pk))
-                if created
-                else queryset.filter(created_at__isnull=True, id__lt=pk)
-            )
+def _cursor_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _encode_cursor(batch: Batch, sort: tuple[tuple[str, bool], ...]) -> str:
+    payload = json.dumps([_cursor_value(getattr(batch, column)) for column, _ in sort])
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: tuple[tuple[str, bool], ...]) -> list[Any] | None:
+    """The sort values of the last row seen, or None for a cursor that is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != len(sort):
+            return None
+        parsed = []
+        for (column, _), value in zip(sort, values, strict=True):
+            if column == "created_at" and value is not None:
+                value = datetime.fromisoformat(value)
+            elif column == "id":
+                value = int(value)
+            elif column == "done_ratio":
+                value = float(value)
+            elif column == "status" and not isinstance(value, str):
+                return None
+            parsed.append(value)
+        return parsed
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _after(sort: tuple[tuple[str, bool], ...], values: list[Any]) -> Q:
+    """Rows strictly after `values` in the sort order (lexicographic over the columns).
+
+    NULL created_at sorts last when descending and first when ascending, as both SQLite and
+    PostgreSQL agree for these explicit nulls_last/nulls_first orderings."""
+    condition = Q(pk__in=[])
+    equal = Q()
+    for (column, descending), value in zip(sort, values, strict=True):
+        if value is None:
+            # Descending puts NULLs last, so nothing comes after one; ascending puts them first.
+            beyond = Q(pk__in=[]) if descending else Q(**{f"{column}__isnull": False})
+            condition |= equal & beyond
+            equal &= Q(**{f"{column}__isnull": True})
         else:
-            queryset = (
-                queryset.filter(Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
-                if created
-                else queryset.filter(id__gt=pk)
-            )
+            lookup = "lt" if descending else "gt"
+            beyond = Q(**{f"{column}__{lookup}": value})
+            if descending:
+                beyond |= Q(**{f"{column}__isnull": True})
+            condition |= equal & beyond
+            equal &= Q(**{column: value})
+    return condition
+
+
+def _order_by(sort: tuple[tuple[str, bool], ...]) -> list[Any]:
+    return [
+        F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_first=True)
+        for column, descending in sort
+    ]
+
+
+def batch_page(filters: BatchFilters, cursor: str | None, page_size: int = PAGE_SIZE) -> BatchPage:
+    """Keyset pagination: constant cost however deep the page."""
+    sort = SORTS[filters.sort]
+    queryset = filters.apply(Batch.objects.select_related("connection")).order_by(*_order_by(sort))
+    position = _decode_cursor(cursor, sort) if cursor else None
+    if position is not None:
+        queryset = queryset.filter(_after(sort, position))
     rows = list(queryset[: page_size + 1])
     has_more = len(rows) > page_size
     rows = rows[:page_size]
     return BatchPage(
         rows=rows,
-        next_cursor=_encode_cursor(rows[-1]) if has_more and rows else None,
+        next_cursor=_encode_cursor(rows[-1], sort) if has_more and rows else None,
         is_first_page=position is None,
     )
 
@@ -159,11 +214,7 @@ def batch_page(filters: BatchFilters, cursor: str | None, page_size: int = PAGE_
 def status_counts(filters: BatchFilters) -> dict[str, int]:
     """Counts per status under every filter but the status one, so the cards can act as filters."""
     counts = dict.fromkeys(KNOWN_STATUSES, 0)
-    rows = (
-        filters.apply(Batch.objects.all(), with_status=False)
-        .values("status")
-        .annotate(n=Count("id"))
-    )
+    rows = filters.apply(Batch.objects.all(), with_status=False).values("status").annotate(n=Count("id"))
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts
@@ -179,16 +230,68 @@ def filter_choices() -> dict[str, list[str]]:
             .order_by("endpoint")
         ),
         "models": list(
-            Batch.objects.exclude(model="")
-            .values_list("model", flat=True)
-            .distinct()
-            .order_by("model")
+            Batch.objects.exclude(model="").values_list("model", flat=True).distinct().order_by("model")
         ),
     }
 
 
-def sync_health() -> list[Connection]:
-    return list(Connection.objects.filter(enabled=True))
+@dataclass(frozen=True)
+class ConnectionHealth:
+    connection: Connection
+    state: str  # "fresh", "stale", "waiting" (rate limited or failing), "never"
+    rate_limited: bool
+
+
+def sync_health(now: datetime | None = None) -> list[ConnectionHealth]:
+    """Whether each connection's data is current: a page says so next to what it shows."""
+    now = now or timezone.now()
+    health = []
+    for connection in Connection.objects.filter(enabled=True):
+        rate_limited = "429" in connection.last_error or "rate limit" in connection.last_error.lower()
+        if connection.next_attempt_at and connection.next_attempt_at > now:
+            state = "waiting"
+        elif connection.last_success_at is None:
+            state = "never"
+        elif now - connection.last_success_at > timedelta(seconds=3 * connection.refresh_interval + 30):
+            state = "stale"
+        else:
+            state = "fresh"
+        health.append(ConnectionHealth(connection, state, rate_limited))
+    return health
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    current: bool
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or (timezone.now() if self.current else None)
+        return end - self.started_at if end else None
+
+
+def phases(batch: Batch) -> list[Phase]:
+    """The life-cycle from the API's own timestamps: each phase with its start and duration."""
+    outcome_at = batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
+    steps: list[tuple[str, datetime | None]] = [
+        ("validating", batch.created_at),
+        ("in_progress", batch.in_progress_at),
+        ("finalizing", batch.finalizing_at),
+        ("cancelling", batch.cancelling_at),
+    ]
+    started = sorted(((name, at) for name, at in steps if at is not None), key=lambda step: step[1])
+    result = []
+    for index, (name, at) in enumerate(started):
+        next_at = started[index + 1][1] if index + 1 < len(started) else outcome_at
+        result.append(Phase(name, at, next_at, current=next_at is None and batch.status == name))
+    if outcome_at is not None:
+        result.append(Phase(batch.status, outcome_at, None, current=False))
+    return result
 
 
 def is_terminal(status: str) -> bool:

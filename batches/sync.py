@@ -27,6 +27,7 @@ from batches.api_client import (
 from batches.api_client import (
     Batch as APIBatch,
 )
+from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def _columns(api_batch: APIBatch) -> dict[str, Any]:
         "input_file_id": api_batch.input_file_id or "",
         "output_file_id": api_batch.output_file_id or "",
         "error_file_id": api_batch.error_file_id or "",
+        "done_ratio": _done_ratio(counts.completed + counts.failed, counts.total) if counts else 0.0,
         "total_requests": counts.total if counts else 0,
         "completed_requests": counts.completed if counts else 0,
         "failed_requests": counts.failed if counts else 0,
@@ -142,6 +144,35 @@ def _columns(api_batch: APIBatch) -> dict[str, Any]:
     for name in TIMESTAMP_FIELDS:
         columns[name] = getattr(api_batch, name)
     return columns
+
+
+def _done_ratio(done: int, total: int) -> float:
+    return min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+
+
+def _progress_columns(
+    columns: dict[str, Any],
+    now: datetime,
+    *,
+    previous_done: int | None = None,
+    previous_at: datetime | None = None,
+) -> dict[str, Any]:
+    """When progress was last seen, and the rate and ETA it implies."""
+    done = columns["completed_requests"] + columns["failed_requests"]
+    guess = estimate(
+        done=done,
+        total=columns["total_requests"],
+        in_progress_at=columns["in_progress_at"],
+        now=now,
+        previous_done=previous_done,
+        previous_at=previous_at,
+    )
+    moving = columns["status"] == "in_progress"
+    return {
+        "last_progress_at": now if done else None,
+        "rate_per_minute": guess.rate_per_minute if moving else None,
+        "eta_at": guess.eta_at if moving else None,
+    }
 
 
 def _counts(columns: dict[str, Any]) -> tuple[int, int, int]:
@@ -167,6 +198,20 @@ def _snapshot(batch_pk: int, columns: dict[str, Any], now: datetime) -> Progress
 # --- writing observations ----------------------------------------------------------------------
 
 
+def _new_row(connection: Connection, api_batch: APIBatch, observed_at: datetime) -> Batch:
+    columns = _columns(api_batch)
+    return Batch(
+        connection=connection,
+        batch_id=api_batch.id,
+        observed_at=observed_at,
+        first_seen_at=observed_at,
+        last_synced_at=observed_at,
+        last_changed_at=observed_at,
+        **columns,
+        **_progress_columns(columns, observed_at),
+    )
+
+
 def upsert_batches(
     connection: Connection, api_batches: Sequence[APIBatch], *, observed_at: datetime
 ) -> SyncResult:
@@ -179,7 +224,7 @@ def upsert_batches(
     existing = {
         row.batch_id: row
         for row in Batch.objects.filter(connection=connection, batch_id__in=list(by_id)).only(
-            "id", "batch_id", "status", "raw", "observed_at", "listed"
+            "id", "batch_id", "status", "raw", "observed_at", "listed", "last_progress_at"
         )
     }
     changes: list[BatchStatusChange] = []
@@ -188,18 +233,7 @@ def upsert_batches(
     new_ids = [batch_id for batch_id in by_id if batch_id not in existing]
     if new_ids:
         Batch.objects.bulk_create(
-            [
-                Batch(
-                    connection=connection,
-                    batch_id=batch_id,
-                    observed_at=observed_at,
-                    first_seen_at=observed_at,
-                    last_synced_at=observed_at,
-                    last_changed_at=observed_at,
-                    **_columns(by_id[batch_id]),
-                )
-                for batch_id in new_ids
-            ],
+            [_new_row(connection, by_id[batch_id], observed_at) for batch_id in new_ids],
             ignore_conflicts=True,  # another worker may insert the same new batch at the same time
         )
         for pk, batch_id in Batch.objects.filter(connection=connection, batch_id__in=new_ids).values_list(
@@ -219,6 +253,18 @@ def upsert_batches(
             unchanged_pks.append(row.id)
             continue
         columns = _columns(api_batch)
+        if _counts_changed(row.raw, columns):
+            old_counts = row.raw.get("request_counts") or {}
+            columns.update(
+                _progress_columns(
+                    columns,
+                    observed_at,
+                    previous_done=(old_counts.get("completed") or 0) + (old_counts.get("failed") or 0),
+                    previous_at=row.last_progress_at or row.observed_at,
+                )
+            )
+        elif columns["status"] != "in_progress":
+            columns.update(rate_per_minute=None, eta_at=None)
         won = Batch.objects.filter(pk=row.id, observed_at__lt=observed_at).update(
             observed_at=observed_at,
             last_synced_at=observed_at,

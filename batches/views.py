@@ -1,19 +1,30 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from batches import selectors, services
 from batches.models import Batch
 
 
 def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
-    # Every signed-in user sees every batch for now; roles narrow what they may do (see issue 6).
+    # Every signed-in user sees every batch; roles narrow what they may do.
     return get_object_or_404(Batch.objects.select_related("connection"), pk=pk)
+
+
+def _row_context(request: HttpRequest) -> dict:
+    return {
+        "now": timezone.now(),
+        "stalled_after": timedelta(minutes=settings.STALLED_AFTER_MINUTES),
+    }
 
 
 @require_GET
@@ -21,14 +32,16 @@ def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
 def batch_list(request: HttpRequest) -> HttpResponse:
     filters = selectors.BatchFilters.from_query(request.GET)
     page = selectors.batch_page(filters, request.GET.get("cursor"))
-    counts = selectors.status_counts(filters)
     context = {
+        **_row_context(request),
         "filters": filters,
         "page": page,
-        "counts": counts,
+        "counts": selectors.status_counts(filters),
         "choices": selectors.filter_choices(),
-        "connections": selectors.sync_health(),
+        "sort_labels": selectors.SORT_LABELS,
+        "health": selectors.sync_health(),
         "query_without_cursor": _query_without(request, "cursor"),
+        "query_without_status": _query_without(request, "cursor", "status"),
     }
     template = "batches/list.html"
     if request.htmx and request.htmx.target == "batch-table":
@@ -42,34 +55,43 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
-    return render(request, "batches/list.html#row", {"batch": batch})
+    return render(request, "batches/list.html#row", {**_row_context(request), "batch": batch})
 
 
 @require_GET
 @login_required
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
-    context = {
-        "batch": batch,
-        "changes": list(batch.status_changes.all()),
-        "connection": batch.connection,
-    }
-    template = "batches/detail.html#live" if request.htmx else "batches/detail.html"
-    return render(request, template, context)
+    context = {**_row_context(request), "batch": batch}
+    if request.htmx:
+        return render(request, "batches/detail.html#live", context)
+    context.update(
+        changes=list(batch.status_changes.all()),
+        cancel_requests=list(batch.cancel_requests.select_related("user")[:20]),
+        phases=selectors.phases(batch),
+    )
+    return render(request, "batches/detail.html", context)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation (the page works without JavaScript); POST cancels through the API
+    directly, not through Celery, so that it works while the workers are down."""
     batch = _get_batch_for_user(request, pk)
-    outcome = services.cancel_batch(batch)
-    (messages.success if outcome.ok else messages.error)(request, outcome.message)
+    if request.method == "GET":
+        return render(request, "batches/cancel.html", {"batch": batch, "next": request.GET.get("next", "")})
+    outcome = services.cancel_batch(batch, user=request.user)
+    batch.refresh_from_db()
     if request.htmx:
-        batch.refresh_from_db()
-        response = render(request, "batches/detail.html#live", {"batch": batch})
-        return response
+        context = {**_row_context(request), "batch": batch, "cancel_outcome": outcome}
+        target = "batches/list.html#row" if request.POST.get("from") == "row" else "batches/detail.html#live"
+        return render(request, target, context)
+    (messages.success if outcome.ok else messages.error)(request, outcome.message)
     next_url = request.POST.get("next", "")
-    if next_url and url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, {request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(next_url)
     return redirect("batches:detail", pk=batch.pk)
 

@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "batches.middleware.HtmxLoginRedirectMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -135,6 +136,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# An in-progress batch with no finished request for this long is shown as stalled.
+STALLED_AFTER_MINUTES = env_int("STALLED_AFTER_MINUTES", 30, minimum=1)
 
 # Beat only ticks the dispatcher; each connection's own intervals decide what runs.
 SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)

@@ -81,9 +81,7 @@ def test_a_garbage_cursor_or_sort_is_ignored_not_a_500(client, member):
 def test_the_detail_page_shows_every_field(client, member):
     batch = make_batch(
         status="failed",
-        errors=[
-            {"code": "invalid_json_line", "message": "Line 3 is not JSON", "param": None, "line": 3}
-        ],
+        errors=[{"code": "invalid_json_line", "message": "Line 3 is not JSON", "param": None, "line": 3}],
     )
     body = client.get(f"/batches/{batch.pk}/").content.decode()
     assert batch.batch_id in body
@@ -100,3 +98,101 @@ def test_metadata_from_the_api_is_escaped(client, member):
     body = client.get("/").content.decode()
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;" in body
+
+
+def test_an_htmx_poll_from_an_expired_session_sends_the_whole_page_to_login(client):
+    batch = make_batch()
+    response = client.get(
+        f"/batches/{batch.pk}/row/",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL="http://testserver/?status=failed",
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/login/?next=/")
+    assert "<form" not in response.content.decode()
+
+
+def test_the_list_serves_its_table_and_summary_fragments(client, member):
+    make_batch(batch_id="batch_fragment")
+    table = client.get("/?status=in_progress", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="batch-table")
+    body = table.content.decode()
+    assert body.lstrip().startswith('<section id="batch-table"') and "batch_fragment" in body
+    assert "<html" not in body
+    summary = client.get("/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="summary").content.decode()
+    assert summary.lstrip().startswith('<section id="summary"') and "<title>1 running" in summary
+
+
+def test_the_detail_page_serves_its_live_fragment(client, member):
+    batch = make_batch(status="in_progress")
+    body = client.get(f"/batches/{batch.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert body.lstrip().startswith('<section id="batch-live"') and "<html" not in body
+    assert 'hx-trigger="every 5s"' in body
+    done = make_batch(status="completed")
+    assert "hx-trigger" not in client.get(f"/batches/{done.pk}/", HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_a_stalled_batch_stands_out(client, member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(hours=2)
+    make_batch(status="in_progress", in_progress_at=long_ago, last_progress_at=long_ago)
+    assert ">stalled<" in client.get("/").content.decode()
+
+
+def test_the_eta_warns_when_it_passes_the_expiry(client, member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    batch = make_batch(
+        status="in_progress", eta_at=now + timedelta(hours=30), expires_at=now + timedelta(hours=3)
+    )
+    assert "after expiry" in client.get("/").content.decode()
+    assert "will not finish before it expires" in client.get(f"/batches/{batch.pk}/").content.decode()
+
+
+GARBAGE = [
+    "2026-02-31",
+    "status",
+    "\x00",
+    "a\x00b",
+    "'",
+    '"><script>',
+    "%00",
+    "9" * 40,
+    "-1",
+    "null",
+    "[]",
+    "ü",
+    "a" * 3000,
+    "1e309",
+    "../../etc",
+]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "status",
+        "connection",
+        "endpoint",
+        "model",
+        "created_from",
+        "created_to",
+        "meta",
+        "q",
+        "sort",
+        "cursor",
+        "page",
+    ],
+)
+def test_no_garbage_query_parameter_causes_a_500(client, member, name):
+    make_batch()
+    for value in GARBAGE:
+        for target in ("", "batch-table", "summary"):
+            headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target} if target else {}
+            response = client.get("/", {name: value}, **headers)
+            assert response.status_code == 200, (name, value, target)

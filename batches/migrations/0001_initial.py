@@ -5,141 +5,213 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('provider', models.CharField(choices=[('openai', 'OpenAI'), ('azure', 'Azure OpenAI'), ('compatible', 'OpenAI-compatible')], default='openai', max_length=20)),
-                ('from_environment', models.BooleanField(default=False)),
-                ('base_url', models.CharField(blank=True, max_length=500)),
-                ('api_key_env', models.CharField(blank=True, help_text='Name of the environment variable holding the key.', max_length=100)),
-                ('organization', models.CharField(blank=True, max_length=100)),
-                ('project', models.CharField(blank=True, max_length=100)),
-                ('enabled', models.BooleanField(default=True)),
-                ('refresh_interval', models.PositiveIntegerField(default=15, help_text='Seconds.')),
-                ('full_sync_interval', models.PositiveIntegerField(default=300, help_text='Seconds.')),
-                ('next_refresh_at', models.DateTimeField(blank=True, null=True)),
-                ('next_full_sync_at', models.DateTimeField(blank=True, null=True)),
-                ('last_success_at', models.DateTimeField(blank=True, null=True)),
-                ('last_complete_walk_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("azure", "Azure OpenAI"),
+                            ("compatible", "OpenAI-compatible"),
+                        ],
+                        default="openai",
+                        max_length=20,
+                    ),
+                ),
+                ("from_environment", models.BooleanField(default=False)),
+                ("base_url", models.CharField(blank=True, max_length=500)),
+                (
+                    "api_key_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="Name of the environment variable holding the key.",
+                        max_length=100,
+                    ),
+                ),
+                ("organization", models.CharField(blank=True, max_length=100)),
+                ("project", models.CharField(blank=True, max_length=100)),
+                ("enabled", models.BooleanField(default=True)),
+                ("refresh_interval", models.PositiveIntegerField(default=15, help_text="Seconds.")),
+                ("full_sync_interval", models.PositiveIntegerField(default=300, help_text="Seconds.")),
+                ("next_refresh_at", models.DateTimeField(blank=True, null=True)),
+                ("next_full_sync_at", models.DateTimeField(blank=True, null=True)),
+                ("last_success_at", models.DateTimeField(blank=True, null=True)),
+                ("last_complete_walk_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ('name',),
+                "ordering": ("name",),
             },
         ),
         migrations.CreateModel(
-            name='Batch',
+            name="Batch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch_id', models.CharField(max_length=200)),
-                ('status', models.CharField(max_length=40)),
-                ('is_terminal', models.BooleanField(default=False)),
-                ('endpoint', models.CharField(blank=True, max_length=200)),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('completion_window', models.CharField(blank=True, max_length=20)),
-                ('input_file_id', models.CharField(blank=True, max_length=200)),
-                ('output_file_id', models.CharField(blank=True, max_length=200)),
-                ('error_file_id', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(blank=True, null=True)),
-                ('in_progress_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('finalizing_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('failed_at', models.DateTimeField(blank=True, null=True)),
-                ('expired_at', models.DateTimeField(blank=True, null=True)),
-                ('cancelling_at', models.DateTimeField(blank=True, null=True)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('total_requests', models.IntegerField(default=0)),
-                ('completed_requests', models.IntegerField(default=0)),
-                ('failed_requests', models.IntegerField(default=0)),
-                ('input_tokens', models.BigIntegerField(blank=True, null=True)),
-                ('cached_tokens', models.BigIntegerField(blank=True, null=True)),
-                ('output_tokens', models.BigIntegerField(blank=True, null=True)),
-                ('reasoning_tokens', models.BigIntegerField(blank=True, null=True)),
-                ('total_tokens', models.BigIntegerField(blank=True, null=True)),
-                ('metadata', models.JSONField(blank=True, null=True)),
-                ('errors', models.JSONField(blank=True, default=list)),
-                ('problems', models.JSONField(blank=True, default=list)),
-                ('raw', models.JSONField(default=dict)),
-                ('observed_at', models.DateTimeField()),
-                ('first_seen_at', models.DateTimeField()),
-                ('last_synced_at', models.DateTimeField()),
-                ('last_changed_at', models.DateTimeField()),
-                ('listed', models.BooleanField(default=True, help_text="False once the batch has aged out of the API's list.")),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='batches', to='batches.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("batch_id", models.CharField(max_length=200)),
+                ("status", models.CharField(max_length=40)),
+                ("is_terminal", models.BooleanField(default=False)),
+                ("endpoint", models.CharField(blank=True, max_length=200)),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("completion_window", models.CharField(blank=True, max_length=20)),
+                ("input_file_id", models.CharField(blank=True, max_length=200)),
+                ("output_file_id", models.CharField(blank=True, max_length=200)),
+                ("error_file_id", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(blank=True, null=True)),
+                ("in_progress_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("finalizing_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("failed_at", models.DateTimeField(blank=True, null=True)),
+                ("expired_at", models.DateTimeField(blank=True, null=True)),
+                ("cancelling_at", models.DateTimeField(blank=True, null=True)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                ("total_requests", models.IntegerField(default=0)),
+                ("completed_requests", models.IntegerField(default=0)),
+                ("failed_requests", models.IntegerField(default=0)),
+                ("input_tokens", models.BigIntegerField(blank=True, null=True)),
+                ("cached_tokens", models.BigIntegerField(blank=True, null=True)),
+                ("output_tokens", models.BigIntegerField(blank=True, null=True)),
+                ("reasoning_tokens", models.BigIntegerField(blank=True, null=True)),
+                ("total_tokens", models.BigIntegerField(blank=True, null=True)),
+                ("metadata", models.JSONField(blank=True, null=True)),
+                ("errors", models.JSONField(blank=True, default=list)),
+                ("problems", models.JSONField(blank=True, default=list)),
+                ("raw", models.JSONField(default=dict)),
+                ("observed_at", models.DateTimeField()),
+                ("first_seen_at", models.DateTimeField()),
+                ("last_synced_at", models.DateTimeField()),
+                ("last_changed_at", models.DateTimeField()),
+                (
+                    "listed",
+                    models.BooleanField(
+                        default=True, help_text="False once the batch has aged out of the API's list."
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="batches",
+                        to="batches.connection",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ProgressSnapshot',
+            name="ProgressSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('taken_at', models.DateTimeField()),
-                ('completed', models.IntegerField()),
-                ('failed', models.IntegerField()),
-                ('total', models.IntegerField()),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='snapshots', to='batches.batch')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("taken_at", models.DateTimeField()),
+                ("completed", models.IntegerField()),
+                ("failed", models.IntegerField()),
+                ("total", models.IntegerField()),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="snapshots",
+                        to="batches.batch",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('taken_at', 'id'),
+                "ordering": ("taken_at", "id"),
             },
         ),
         migrations.CreateModel(
-            name='BatchStatusChange',
+            name="BatchStatusChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('old_status', models.CharField(blank=True, max_length=40)),
-                ('new_status', models.CharField(max_length=40)),
-                ('observed_at', models.DateTimeField()),
-                ('api_timestamp', models.DateTimeField(blank=True, null=True)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_changes', to='batches.batch')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("old_status", models.CharField(blank=True, max_length=40)),
+                ("new_status", models.CharField(max_length=40)),
+                ("observed_at", models.DateTimeField()),
+                ("api_timestamp", models.DateTimeField(blank=True, null=True)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="status_changes",
+                        to="batches.batch",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('observed_at', 'id'),
-                'constraints': [models.UniqueConstraint(fields=('batch', 'new_status'), name='one_change_per_status')],
+                "ordering": ("observed_at", "id"),
+                "constraints": [
+                    models.UniqueConstraint(fields=("batch", "new_status"), name="one_change_per_status")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(fields=['-created_at', '-id'], name='batch_newest_first'),
+            model_name="batch",
+            index=models.Index(fields=["-created_at", "-id"], name="batch_newest_first"),
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(fields=['status', '-created_at'], name='batch_status_created'),
+            model_name="batch",
+            index=models.Index(fields=["status", "-created_at"], name="batch_status_created"),
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(fields=['connection', '-created_at'], name='batch_connection_created'),
+            model_name="batch",
+            index=models.Index(fields=["connection", "-created_at"], name="batch_connection_created"),
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(condition=models.Q(('is_terminal', False)), fields=['connection', 'created_at'], name='batch_active_by_connection'),
+            model_name="batch",
+            index=models.Index(
+                condition=models.Q(("is_terminal", False)),
+                fields=["connection", "created_at"],
+                name="batch_active_by_connection",
+            ),
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(fields=['endpoint'], name='batch_endpoint'),
+            model_name="batch",
+            index=models.Index(fields=["endpoint"], name="batch_endpoint"),
         ),
         migrations.AddIndex(
-            model_name='batch',
-            index=models.Index(fields=['model'], name='batch_model'),
+            model_name="batch",
+            index=models.Index(fields=["model"], name="batch_model"),
         ),
         migrations.AddConstraint(
-            model_name='batch',
-            constraint=models.UniqueConstraint(fields=('connection', 'batch_id'), name='unique_batch_per_connection'),
+            model_name="batch",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "batch_id"), name="unique_batch_per_connection"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='progresssnapshot',
-            constraint=models.UniqueConstraint(fields=('batch', 'completed', 'failed', 'total'), name='one_snapshot_per_count'),
+            model_name="progresssnapshot",
+            constraint=models.UniqueConstraint(
+                fields=("batch", "completed", "failed", "total"), name="one_snapshot_per_count"
+            ),
         ),
     ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from django import template
@@ -64,3 +65,20 @@ def status_class(status: str) -> str:
         "finalizing": "run",
         "validating": "wait",
     }.get(status, "unknown")
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return status.replace("_", " ")
+
+
+@register.simple_tag(takes_context=True)
+def is_stalled(context, batch) -> bool:
+    now = context.get("now") or timezone.now()
+    after = context.get("stalled_after")
+    return bool(after) and batch.is_stalled(now, after)
+
+
+@register.filter
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
