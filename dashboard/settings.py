@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -89,7 +90,8 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     # Tests run subprocesses (Celery workers) against the test database, so it must be a file.
-    _database["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # One file per test run, so that two runs on one machine never share (and delete) it.
+    _database["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

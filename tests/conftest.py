@@ -180,6 +180,45 @@ def start_worker(transactional_db, redis_settings: str, tmp_path: Path):
         worker.stop()
 
 
+@pytest.fixture
+def start_beat(transactional_db, redis_settings: str, tmp_path: Path):
+    """Starts a real `celery beat` that ticks the sync dispatcher every second."""
+    processes: list[subprocess.Popen] = []
+
+    def start(**env_overrides: str) -> subprocess.Popen:
+        env = subprocess_env(REDIS_URL=redis_settings, SYNC_DISPATCH_INTERVAL="1", **env_overrides)
+        log = (tmp_path / "beat.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dashboard",
+                "beat",
+                "--loglevel=INFO",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+
+
+SCREENSHOT_DIR = REPO / "var" / "screenshots"
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     for candidate in (
