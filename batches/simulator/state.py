@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,19 @@ from typing import Any
 from batches.simulator import content as c
 
 DAY = 86_400
+# Every Unix time in a batch or file object.
+BATCH_TIME_FIELDS = (
+    "created_at",
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+FILE_TIME_FIELDS = ("created_at", "expires_at")
 FILE_TTL = 30 * DAY  # batch input and output files expire after 30 days by default
 FAR_FUTURE = 2**62
 STATE_VERSION = 1
@@ -181,6 +194,51 @@ class SimClock:
         with self._lock:
             self._advanced += seconds
         return self.now()
+
+
+class WallClockMap:
+    """Where a simulated instant appears on the wall clock, for `wall_clock_timestamps`.
+
+    Piecewise linear and non-decreasing. Each piece is (sim, wall, speed): from simulated instant
+    `sim` on, t shows as `wall + (t - sim) / speed` (speed 0, a frozen clock, counts as 1), rounded
+    to the nearest second. A new world has one piece, (origin, origin, speed), so every timestamp
+    shows as `origin + (t - origin) / speed`, the seeded past included (the first piece extends
+    backwards). A world loaded from a state file adds a piece where its clock resumes, pinned to
+    the wall time of the restart, so what was shown before keeps its value and what happens from
+    then on is again consistent with the real clock.
+    """
+
+    def __init__(self, pieces: list[tuple[float, float, float]]) -> None:
+        if not pieces:
+            raise ValueError("a wall clock map needs at least one piece")
+        self.pieces: list[tuple[float, float, float]] = []
+        self._starts: list[float] = []
+        for sim, wall, speed in pieces:
+            self.add(sim, wall, speed)
+
+    def add(self, sim: float, wall: float, speed: float) -> None:
+        if self._starts and sim < self._starts[-1]:
+            raise ValueError("wall clock map pieces must start in order")
+        if not math.isfinite(speed) or speed < 0:
+            raise ValueError(f"speed must be a finite number >= 0, got {speed!r}")
+        self.pieces.append((float(sim), float(wall), float(speed)))
+        self._starts.append(float(sim))
+
+    def resume(self, sim: float, wall: float, speed: float) -> None:
+        """A new piece from `sim` on, shown from `wall` on, never earlier than what came before."""
+        self.add(sim, max(wall, self.exact(sim)), speed)
+
+    def exact(self, t: float) -> float:
+        i = max(0, bisect.bisect_right(self._starts, t) - 1)
+        sim, wall, speed = self.pieces[i]
+        return wall + (t - sim) / (speed if speed > 0 else 1.0)
+
+    def __call__(self, t: float) -> int:
+        # Half up rather than Python's half to even: plainly monotonic.
+        return math.floor(self.exact(t) + 0.5)
+
+    def to_list(self) -> list[list[float]]:
+        return [list(piece) for piece in self.pieces]
 
 
 @dataclass(frozen=True)
@@ -571,25 +629,36 @@ class FileEntry:
             return batch.requests.output_size(final.processed)
         return batch.requests.error_size(final.processed, final.unfinished)
 
-    def lines(self) -> Iterator[str]:
+    def lines(self, present: Callable[[float], int] | None = None) -> Iterator[str]:
+        """The file's lines; `present` maps the times written in result lines (`created`)."""
         batch = self.batch
         assert batch is not None and batch.requests is not None
         if self.kind == "input":
             assert isinstance(batch.requests, c.SeededRequests)
             return batch.requests.input_lines()
         final = batch.final()
-        if self.kind == "output":
-            return batch.requests.output_lines(final.processed, batch.finished_at)
-        return batch.requests.error_lines(final.processed, final.unfinished, batch.finished_at)
+        finished_at: Callable[[int], int] = batch.finished_at
+        if present is not None:
+            shown = present
 
-    def chunks(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+            def shown_finished_at(i: int) -> int:
+                return shown(batch.finished_at(i))
+
+            finished_at = shown_finished_at
+        if self.kind == "output":
+            return batch.requests.output_lines(final.processed, finished_at)
+        return batch.requests.error_lines(final.processed, final.unfinished, finished_at)
+
+    def chunks(
+        self, chunk_size: int = 64 * 1024, present: Callable[[float], int] | None = None
+    ) -> Iterator[bytes]:
         if self.data is not None:
             for start in range(0, len(self.data), chunk_size):
                 yield self.data[start : start + chunk_size]
             return
         buffer: list[bytes] = []
         size = 0
-        for line in self.lines():
+        for line in self.lines(present):
             encoded = line.encode()
             buffer.append(encoded)
             size += len(encoded)
@@ -698,7 +767,12 @@ class SimWorld:
         start: float | None = None,
         cancel_delay: tuple[int, int] = (60, 600),
         state_file: str | os.PathLike[str] | None = None,
+        wall_clock_timestamps: bool = False,
     ) -> None:
+        """`wall_clock_timestamps`: show every time the API sends (and `state()`) mapped back
+        onto the wall clock, `origin + (t - origin) / speed` (see `WallClockMap`), so a clock
+        running `speed` times faster never shows a client a time in its future. Everything else
+        (`now`, `advance`, `plan`, the state file) stays in simulated seconds."""
         if batches < 0:
             raise ValueError("batches must be >= 0")
         low, high = cancel_delay
@@ -708,6 +782,8 @@ class SimWorld:
         self.cancel_delay = (int(low), int(high))
         self.clock = SimClock(start, speed)
         self.origin = int(self.clock.now())
+        self.wall_clock_timestamps = wall_clock_timestamps
+        self.wall_clock = WallClockMap([(self.origin, self.origin, speed)])
         self.state_file = Path(state_file) if state_file else None
         self._lock = threading.RLock()
         self._batches: list[Batch] = []  # oldest first; lists are served from the end
@@ -734,6 +810,23 @@ class SimWorld:
             self.clock.advance(seconds)
             self._persist()
             return self.now()
+
+    def present(self, t: int) -> int:
+        """A simulated instant as the API shows it: on the wall clock if that option is on."""
+        return self.wall_clock(t) if self.wall_clock_timestamps else t
+
+    def _presented(self, obj: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+        if self.wall_clock_timestamps:
+            for name in names:
+                if obj[name] is not None:
+                    obj[name] = self.wall_clock(obj[name])
+        return obj
+
+    def _batch_dict(self, batch: Batch, t: int) -> dict[str, Any]:
+        return self._presented(batch.to_dict(t), BATCH_TIME_FIELDS)
+
+    def _file_dict(self, entry: FileEntry) -> dict[str, Any]:
+        return self._presented(entry.to_dict(), FILE_TIME_FIELDS)
 
     # --- files --------------------------------------------------------------------------------
 
@@ -762,11 +855,11 @@ class SimWorld:
             op = {"op": "upload", "at": self.now(), "filename": filename, "purpose": purpose}
             op.update(ttl=ttl, data=data)
             entry = self._apply(op)
-            return entry.to_dict()
+            return self._file_dict(entry)
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._visible_file(file_id, self.now()).to_dict()
+            return self._file_dict(self._visible_file(file_id, self.now()))
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         with self._lock:
@@ -779,7 +872,8 @@ class SimWorld:
         with self._lock:
             entry = self._visible_file(file_id, self.now())
             # A visible result file belongs to a terminal batch, so nothing it reads can change.
-            return entry.size(), entry.chunks()
+            present = self.wall_clock if self.wall_clock_timestamps else None
+            return entry.size(), entry.chunks(present=present)
 
     def list_files(
         self,
@@ -816,7 +910,7 @@ class SimWorld:
                     has_more = True
                     break
                 page.append(entry)
-            data = [e.to_dict() for e in page]
+            data = [self._file_dict(e) for e in page]
             return _list_page(data, has_more)
 
     # --- batches ------------------------------------------------------------------------------
@@ -866,11 +960,11 @@ class SimWorld:
                 "output_ttl": ttl,
             }
             batch = self._apply(op, checked=checked)
-            return batch.to_dict(self.now())
+            return self._batch_dict(batch, self.now())
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._batch(batch_id).to_dict(self.now())
+            return self._batch_dict(self._batch(batch_id), self.now())
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         with self._lock:
@@ -882,7 +976,7 @@ class SimWorld:
                 self._apply({"op": "cancel", "at": t, "id": batch.id, "seconds": seconds})
             elif status != "cancelling":
                 raise ApiError(400, f"Cannot cancel a batch with status '{status}'.")
-            return batch.to_dict(t)
+            return self._batch_dict(batch, t)
 
     def list_batches(self, *, limit: int = 20, after: str | None = None) -> dict[str, Any]:
         if not 1 <= limit <= 100:
@@ -896,20 +990,26 @@ class SimWorld:
                     raise ApiError(400, f"Invalid 'after': no batch found with id '{after}'.", param="after")
                 end = batch.seq
             start = max(0, end - limit)
-            data = [self._batches[i].to_dict(t) for i in range(end - 1, start - 1, -1)]
+            data = [self._batch_dict(self._batches[i], t) for i in range(end - 1, start - 1, -1)]
             return _list_page(data, start > 0)
 
     # --- simulator controls -------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Every batch, newest first, as the API would show it now."""
+        """Every batch, newest first, as the API would show it now.
+
+        `now` is shown like the batches' times (on the wall clock with `wall_clock_timestamps`);
+        `sim_now` is always the simulated clock, the one `advance` and `plan` speak.
+        """
         with self._lock:
             t = self.now()
             return {
-                "now": t,
+                "now": self.present(t),
+                "sim_now": t,
                 "speed": self.clock.speed,
+                "wall_clock_timestamps": self.wall_clock_timestamps,
                 "seed": self.seed,
-                "batches": [b.to_dict(t) for b in reversed(self._batches)],
+                "batches": [self._batch_dict(b, t) for b in reversed(self._batches)],
             }
 
     def plan(self, batch_id: str) -> dict[str, Any]:
@@ -939,8 +1039,14 @@ class SimWorld:
         *,
         speed: float = 1.0,
         cancel_delay: tuple[int, int] | None = None,
+        wall_clock_timestamps: bool = False,
     ) -> SimWorld:
-        """A world saved by `save`, its clock resuming where it stopped."""
+        """A world saved by `save`, its clock resuming where it stopped.
+
+        Its wall clock map (see `WallClockMap`) gains a piece where the clock resumes, shown at
+        the wall time of this restart (at the simulated time itself for a frozen clock), so the
+        time the simulator was down shows up as time passing, as it did.
+        """
         document = json.loads(Path(path).read_text())
         if document.get("version") != STATE_VERSION:
             raise ValueError(f"{path}: unsupported simulator state version")
@@ -950,12 +1056,17 @@ class SimWorld:
             speed=speed,
             start=document["origin"],
             cancel_delay=cancel_delay or (document["cancel_delay"][0], document["cancel_delay"][1]),
+            wall_clock_timestamps=wall_clock_timestamps,
         )
         for op in document["log"]:
             if op["op"] == "upload":
                 op = {**op, "data": base64.b64decode(op["data"])}
             world._apply(op)
-        world.clock = SimClock(max(document["now"], world.origin), speed)
+        resumed = max(document["now"], world.origin)
+        world.clock = SimClock(resumed, speed)
+        if document.get("wall_clock"):
+            world.wall_clock = WallClockMap([(p[0], p[1], p[2]) for p in document["wall_clock"]])
+        world.wall_clock.resume(resumed, time.time() if speed > 0 else resumed, speed)
         world.state_file = Path(path)
         return world
 
@@ -971,6 +1082,7 @@ class SimWorld:
             "origin": self.origin,
             "now": self.clock.now(),
             "cancel_delay": list(self.cancel_delay),
+            "wall_clock": self.wall_clock.to_list(),
             "log": log,
         }
 

@@ -58,9 +58,7 @@ def ensure_redis_server_installed() -> str:
     print("Installing redis-server from the system packages ...", flush=True)
     apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=apt_env)
-    subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=apt_env
-    )
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=apt_env)
     found = shutil.which("redis-server") or "/usr/bin/redis-server"
     return found
 
@@ -95,9 +93,7 @@ class Command(BaseCommand):
                 f"--dir {shlex.quote(str(redis_dir))} --save 60 1 --appendonly no"
             )
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            self.stdout.write(
-                f"No Redis answered on REDIS_URL: starting a private one on {redis_url}"
-            )
+            self.stdout.write(f"No Redis answered on REDIS_URL: starting a private one on {redis_url}")
         child_env["REDIS_URL"] = redis_url
 
         if not settings.OPENAI_API_KEY:
@@ -105,6 +101,7 @@ class Command(BaseCommand):
             processes["simulator"] = (
                 f"exec {python} {manage} simulate_api --port {sim_port} "
                 f"--batches {simulated_batches} --seed 1 --speed {simulator_speed} "
+                "--wall-clock-timestamps "
                 f"--state-file {shlex.quote(str(var_dir / 'simulator-state.json'))}"
             )
             child_env["OPENAI_API_KEY"] = "sk-simulator"
@@ -118,9 +115,7 @@ class Command(BaseCommand):
 
         web_port = free_port(port)
         processes["web"] = f"exec {python} {manage} runserver 127.0.0.1:{web_port} --noreload"
-        processes["worker"] = (
-            f"exec {python} -m celery -A dashboard worker --loglevel=INFO --concurrency=2"
-        )
+        processes["worker"] = f"exec {python} -m celery -A dashboard worker --loglevel=INFO --concurrency=2"
         processes["beat"] = (
             f"exec {python} -m celery -A dashboard beat --loglevel=INFO "
             f"--schedule {shlex.quote(str(var_dir / 'celerybeat-schedule'))}"

@@ -72,6 +72,13 @@ class Command(BaseCommand):
             help="how long a cancelled batch stays cancelling (simulated seconds)",
         )
         parser.add_argument(
+            "--wall-clock-timestamps",
+            action="store_true",
+            help="show every time the API sends mapped back onto the wall clock "
+            "(origin + (t - origin) / speed), so a fast clock never shows times in the future; "
+            "/_sim/advance and /_sim/plan stay in simulated seconds",
+        )
+        parser.add_argument(
             "--state-file",
             type=Path,
             default=None,
@@ -95,7 +102,12 @@ class Command(BaseCommand):
         started = time.monotonic()
         state_file: Path | None = options["state_file"]
         if state_file is not None and state_file.exists():
-            world = SimWorld.load(state_file, speed=options["speed"], cancel_delay=options["cancel_seconds"])
+            world = SimWorld.load(
+                state_file,
+                speed=options["speed"],
+                cancel_delay=options["cancel_seconds"],
+                wall_clock_timestamps=options["wall_clock_timestamps"],
+            )
         else:
             world = SimWorld(
                 seed=options["seed"],
@@ -103,6 +115,7 @@ class Command(BaseCommand):
                 speed=options["speed"],
                 cancel_delay=options["cancel_seconds"],
                 state_file=state_file,
+                wall_clock_timestamps=options["wall_clock_timestamps"],
             )
             world.save()
         try:
@@ -124,9 +137,10 @@ class Command(BaseCommand):
         thread.start()
         sys.stdout.write(server.base_url + "\n")
         sys.stdout.flush()
+        shown = ", timestamps on the wall clock" if world.wall_clock_timestamps else ""
         sys.stderr.write(
             f"simulate_api: {len(world.batch_ids())} batches (seed {world.seed}, speed "
-            f"{options['speed']:g}x) ready in {time.monotonic() - started:.2f} s; "
+            f"{options['speed']:g}x{shown}) ready in {time.monotonic() - started:.2f} s; "
             "SIGTERM or Ctrl-C stops it\n"
         )
         sys.stderr.flush()
