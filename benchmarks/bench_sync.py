@@ -1,0 +1,724 @@
+"""How fast does a full sync mirror 10,000 batches, compared with the official SDK merely listing them?
+
+    DJANGO_DEBUG=1 uv run python benchmarks/bench_sync.py [--batches 10000] [--repeat 3]
+        [--warmup 1] [--database-url URL] [--json PATH] [--profile]
+
+Run on demand; it is not part of the test suite. It starts the API simulator in a thread of this
+process (SimWorld(seed=1, batches=N, speed=0): a frozen clock, so every round sees the same data),
+migrates a fresh SQLite database in a temporary directory (never var/db.sqlite3) unless
+--database-url names another one, and times, interleaved round by round (the order rotates):
+
+  full sync, empty DB   sync.full_sync(connection, complete=True) after deleting every batch row
+  SDK list              sum(1 for _ in openai.OpenAI(...).batches.list(limit=100))
+  our list              BatchAPIClient.iter_batches(limit=100): the same walk, no database
+  second full sync      sync.full_sync(connection, complete=False) over the unchanged database
+  refresh_active        sync.refresh_active(connection) over the unchanged database
+
+with their API calls and SQL statements. Memory is measured apart from the timings, each operation
+once in a fresh child process of its own (with the simulator left in this one): the growth of peak
+RSS over the RSS before the operation (on Linux the high-water mark is reset first and read from
+VmHWM; elsewhere it is the growth of resource's ru_maxrss), and, in a second child, the peak of the
+traced Python heap (tracemalloc, which slows Python down too much to run while timing).
+
+The headline figure is median(full sync) / median(SDK list); the goal is <= 1.5. Nothing about
+speed is asserted: the script prints, and with --json writes, the figures.
+
+Django runs with DEBUG off whatever DJANGO_DEBUG says (DJANGO_DEBUG=1 only spares a secret key):
+with DEBUG on, Django keeps every SQL statement, which production does not pay for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+KEY_ENV = "BENCH_SIMULATOR_API_KEY"
+KEY = "sk-bench-simulator"
+CONNECTION_NAME = "benchmark-simulator"
+GOAL = 1.5
+SEED = 1
+PAGE_LIMIT = 100
+PROBE_PREFIX = "PROBE-RESULT "
+
+# Measurement keys, in the order the table shows them.
+FULL_SYNC = "full_sync_empty"
+SDK_LIST = "sdk_list"
+OUR_LIST = "our_list"
+RESYNC = "resync_unchanged"
+REFRESH = "refresh_active"
+LABELS = {
+    FULL_SYNC: "full sync, empty DB (complete=True)",
+    SDK_LIST: "SDK batches.list(limit=100)",
+    OUR_LIST: "our iter_batches(limit=100), no DB",
+    RESYNC: "second full sync, unchanged (complete=False)",
+    REFRESH: "refresh_active, unchanged",
+}
+
+
+# --- arguments and Django ----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=10_000, help="simulated batches (default 10000)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument(
+        "--database-url",
+        help="database to use instead of a fresh temporary SQLite file; it must hold no batches "
+        "(every batch row in it is deleted before each round)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, cProfile one full sync into the empty database and print the hotspots",
+    )
+    parser.add_argument("--profile-top", type=int, default=25, help="rows per profile listing")
+    # Used by this script to run one memory probe in a child process.
+    parser.add_argument("--probe", choices=sorted(LABELS), help=argparse.SUPPRESS)
+    parser.add_argument("--probe-mode", choices=("rss", "heap"), help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.batches < 1 or args.repeat < 1 or args.warmup < 0:
+        parser.error("--batches and --repeat must be >= 1, --warmup >= 0")
+    return args
+
+
+def setup_django(database_url: str, *, migrate: bool = True) -> None:
+    sys.path.insert(0, str(REPO))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # DEBUG makes every cursor record its SQL; production runs without it, and so do we.
+    settings.DEBUG = False
+    # The SDK's transport (httpx2 in recent releases) logs every request at INFO, which the
+    # project's logging settings do not quieten; keep the report readable.
+    for name in ("httpx", "httpx2", "httpcore", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    default_db = (REPO / "var" / "db.sqlite3").resolve()
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and Path(db["NAME"]).resolve() == default_db:
+        sys.exit(f"refusing to benchmark against {default_db}: give --database-url another database")
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+
+
+def connection_for(base_url: str):
+    from batches.models import Batch, Connection
+
+    os.environ[KEY_ENV] = KEY
+    if Batch.objects.exclude(connection__name=CONNECTION_NAME).exists():
+        sys.exit(
+            "refusing to run: the database holds batches of other connections, and the benchmark "
+            "deletes every batch row before each round; give it an empty database"
+        )
+    connection, _ = Connection.objects.update_or_create(
+        name=CONNECTION_NAME,
+        defaults={"base_url": base_url, "api_key_env": KEY_ENV, "enabled": False},
+    )
+    return connection
+
+
+def _dependents_first(model, seen: set | None = None) -> list:
+    """`model` and every model whose rows hang off it (by a foreign key, at any depth), the
+    dependents before what they depend on."""
+    seen = set() if seen is None else seen
+    seen.add(model)
+    order = []
+    for relation in model._meta.related_objects:
+        if relation.related_model not in seen and not relation.many_to_many:
+            order += _dependents_first(relation.related_model, seen)
+    return [*order, model]
+
+
+def clear_batches() -> None:
+    """Empty the mirror: the batches, their status changes and snapshots, and whatever else hangs off
+    a batch (cancel requests, ...). Plain DELETEs, dependents first, and only for tables that exist,
+    so that a model whose migration is not written yet does not stop the benchmark."""
+    from django.db import connection as db
+
+    from batches.models import Batch
+
+    tables = set(db.introspection.table_names())
+    with db.cursor() as cursor:
+        for model in _dependents_first(Batch):
+            if model._meta.db_table in tables:
+                cursor.execute(f"DELETE FROM {db.ops.quote_name(model._meta.db_table)}")
+    if db.vendor == "sqlite":
+        # Give back the freed pages and empty the WAL, so that every round writes into the state a
+        # brand-new database would be in.
+        with db.cursor() as cursor:
+            cursor.execute("VACUUM")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def row_counts() -> dict[str, int]:
+    from batches.models import Batch, BatchStatusChange, ProgressSnapshot
+
+    return {
+        "batches": Batch.objects.count(),
+        "status_changes": BatchStatusChange.objects.count(),
+        "snapshots": ProgressSnapshot.objects.count(),
+    }
+
+
+# --- the operations ------------------------------------------------------------------------------
+
+# Each returns the API calls it made and a few details worth keeping.
+Outcome = tuple[int, dict[str, Any]]
+
+
+class Bench:
+    def __init__(self, connection, base_url: str, batches: int) -> None:
+        self.connection = connection
+        self.base_url = base_url
+        self.batches = batches
+
+    def run(self, key: str) -> Outcome:
+        return {
+            FULL_SYNC: self.full_sync,
+            SDK_LIST: self.sdk_list,
+            OUR_LIST: self.our_list,
+            RESYNC: self.resync,
+            REFRESH: self.refresh,
+        }[key]()
+
+    def full_sync(self) -> Outcome:
+        from batches import sync
+
+        result = sync.full_sync(self.connection, complete=True)
+        if result.created != self.batches:
+            sys.exit(f"full sync created {result.created} batches, expected {self.batches}")
+        return result.api_calls, {"pages": result.pages, "created": result.created}
+
+    def resync(self) -> Outcome:
+        from batches import sync
+
+        return self._sync_outcome(sync.full_sync(self.connection, complete=False))
+
+    def refresh(self) -> Outcome:
+        from batches import sync
+
+        return self._sync_outcome(sync.refresh_active(self.connection))
+
+    @staticmethod
+    def _sync_outcome(result) -> Outcome:
+        return result.api_calls, {
+            "pages": result.pages,
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+        }
+
+    def sdk_list(self) -> Outcome:
+        import openai
+
+        requests = 0
+
+        def count(_request) -> None:
+            nonlocal requests
+            requests += 1
+
+        # DefaultHttpxClient keeps the SDK's own timeouts and pool limits; the hook only counts.
+        http_client = openai.DefaultHttpxClient(event_hooks={"request": [count]})
+        with openai.OpenAI(api_key=KEY, base_url=self.base_url, http_client=http_client) as client:
+            listed = sum(1 for _ in client.batches.list(limit=PAGE_LIMIT))
+        if listed != self.batches:
+            sys.exit(f"the SDK listed {listed} batches, expected {self.batches}")
+        return requests, {"listed": listed}
+
+    def our_list(self) -> Outcome:
+        from batches import sync
+
+        with sync.client_for(self.connection) as client:
+            listed = sum(1 for _ in client.iter_batches(limit=PAGE_LIMIT))
+            calls = client.calls
+        if listed != self.batches:
+            sys.exit(f"iter_batches listed {listed} batches, expected {self.batches}")
+        return calls, {"listed": listed}
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    api_calls: int
+    queries: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Measurement:
+    key: str
+    runs: list[Run] = field(default_factory=list)
+    rss_growth_kib: int | None = None
+    heap_peak_bytes: int | None = None
+
+    @property
+    def seconds(self) -> list[float]:
+        return [run.seconds for run in self.runs]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def min(self) -> float:
+        return min(self.seconds)
+
+    def median_of(self, name: str) -> float:
+        return statistics.median(getattr(run, name) for run in self.runs)
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def timed(operation: Callable[[], Outcome]) -> Run:
+    from django.db import connection as db
+
+    gc.collect()
+    counter = QueryCounter()
+    with db.execute_wrapper(counter):
+        started = time.perf_counter()
+        api_calls, detail = operation()
+        seconds = time.perf_counter() - started
+    return Run(seconds, api_calls, counter.count, detail)
+
+
+def run_round(bench: Bench, results: dict[str, Measurement] | None, index: int) -> None:
+    """One round of every measurement; the order of its three groups rotates from round to round."""
+
+    def record(key: str, run: Run) -> None:
+        if results is not None:
+            results[key].runs.append(run)
+
+    def sync_group() -> None:
+        clear_batches()
+        run = timed(bench.full_sync)
+        run.detail["rows"] = row_counts()
+        record(FULL_SYNC, run)
+        record(RESYNC, timed(bench.resync))
+        record(REFRESH, timed(bench.refresh))
+
+    groups = [
+        sync_group,
+        lambda: record(SDK_LIST, timed(bench.sdk_list)),
+        lambda: record(OUR_LIST, timed(bench.our_list)),
+    ]
+    shift = index % len(groups)
+    for group in groups[shift:] + groups[:shift]:
+        group()
+
+
+# --- memory, each operation in a fresh process ---------------------------------------------------
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets this process's peak RSS (VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _proc_status_kib(field_name: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _max_rss_kib() -> int:
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value // 1024 if sys.platform == "darwin" else value  # bytes on macOS, KiB elsewhere
+
+
+def probe(args: argparse.Namespace) -> int:
+    """Child process: run one operation once and print what it cost in memory."""
+    setup_django(args.database_url, migrate=False)
+    import openai  # noqa: F401  (everything the operations import is loaded before measuring)
+
+    from batches import sync  # noqa: F401
+
+    bench = Bench(connection_for(args.base_url), args.base_url, args.batches)
+    gc.collect()
+    if args.probe_mode == "heap":
+        tracemalloc.start()
+        baseline, _ = tracemalloc.get_traced_memory()
+        bench.run(args.probe)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        figures = {"heap_peak_bytes": peak - baseline}
+    else:
+        if _reset_peak_rss() and (before := _proc_status_kib("VmRSS")) is not None:
+            bench.run(args.probe)
+            # VmHWM is this process's own peak; ru_maxrss may still hold the parent's size from before
+            # exec, which the reset does not clear.
+            peak = _proc_status_kib("VmHWM") or _max_rss_kib()
+            figures = {"rss_growth_kib": max(0, peak - before), "method": "VmHWM after reset"}
+        else:
+            # ru_maxrss cannot be reset here: its growth counts only what exceeds earlier peaks.
+            before = _max_rss_kib()
+            bench.run(args.probe)
+            figures = {"rss_growth_kib": _max_rss_kib() - before, "method": "ru_maxrss delta"}
+    print(PROBE_PREFIX + json.dumps(figures), flush=True)
+    return 0
+
+
+def run_probe(args: argparse.Namespace, url: str, base_url: str, key: str, mode: str) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        f"--batches={args.batches}",
+        f"--database-url={url}",
+        f"--base-url={base_url}",
+        f"--probe={key}",
+        f"--probe-mode={mode}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # same cwd: same database
+    for line in done.stdout.splitlines():
+        if line.startswith(PROBE_PREFIX):
+            return json.loads(line.removeprefix(PROBE_PREFIX))
+    raise RuntimeError(f"memory probe {key}/{mode} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def measure_memory(args, url: str, base_url: str, results: dict[str, Measurement]) -> None:
+    for mode in ("rss", "heap"):
+        # In this order each probe finds the database as its timed counterpart did.
+        for key in (FULL_SYNC, RESYNC, REFRESH, SDK_LIST, OUR_LIST):
+            if key == FULL_SYNC:
+                clear_batches()
+            figures = run_probe(args, url, base_url, key, mode)
+            if mode == "rss":
+                results[key].rss_growth_kib = figures["rss_growth_kib"]
+            else:
+                results[key].heap_peak_bytes = figures["heap_peak_bytes"]
+
+
+# --- profiling -----------------------------------------------------------------------------------
+
+
+def profile_full_sync(bench: Bench, top: int) -> str:
+    clear_batches()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    bench.full_sync()
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    out.write("\n=== cProfile of one full sync into the empty database, by own time ===\n")
+    stats.sort_stats("tottime").print_stats(top)
+    out.write("\n=== ... by cumulative time ===\n")
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+# --- describing the machine ----------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _memory_total() -> str | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return None
+
+
+def _filesystem_of(path: str) -> str | None:
+    best: tuple[str, str] | None = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            mount, kind = parts[1], parts[2]
+            inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+            if inside and (best is None or len(mount) > len(best[0])):
+                best = (mount, kind)
+    return f"{best[1]} on {best[0]}" if best else None
+
+
+def describe_machine() -> dict[str, Any]:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory": _memory_total(),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+    }
+
+
+def describe_software() -> dict[str, str | None]:
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {name: version(name) for name in ("django", "openai", "httpx", "httpx2")}
+
+
+def describe_database() -> dict[str, Any]:
+    from django.db import connection as db
+
+    info: dict[str, Any] = {"vendor": db.vendor}
+    if db.vendor == "sqlite":
+        import sqlite3
+
+        name = str(db.settings_dict["NAME"])
+        with db.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            journal_mode = cursor.fetchone()[0]
+            cursor.execute("PRAGMA synchronous")
+            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(cursor.fetchone()[0])
+        info.update(
+            version=sqlite3.sqlite_version,
+            name=name,
+            filesystem=_filesystem_of(str(Path(name).resolve().parent)),
+            journal_mode=journal_mode,
+            synchronous=synchronous,
+        )
+    else:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT version()")
+            info["version"] = cursor.fetchone()[0]
+        info["host"] = db.settings_dict.get("HOST") or "local socket"
+        info["name"] = db.settings_dict.get("NAME")
+    return info
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def figures(args: argparse.Namespace, results: dict[str, Measurement], context: dict[str, Any]):
+    sync_median, sdk_median = results[FULL_SYNC].median, results[SDK_LIST].median
+    ratio = sync_median / sdk_median
+    measurements = {}
+    for key, measurement in results.items():
+        measurements[key] = {
+            "label": LABELS[key],
+            "seconds": measurement.seconds,
+            "median_s": measurement.median,
+            "min_s": measurement.min,
+            "per_batch_us": measurement.median / args.batches * 1e6,
+            "api_calls": measurement.median_of("api_calls"),
+            "db_queries": measurement.median_of("queries"),
+            "rss_growth_kib": measurement.rss_growth_kib,
+            "heap_peak_bytes": measurement.heap_peak_bytes,
+            "runs": [
+                {"seconds": run.seconds, "api_calls": run.api_calls, "db_queries": run.queries, **run.detail}
+                for run in measurement.runs
+            ],
+        }
+    return {
+        "benchmark": "sync",
+        "batches": args.batches,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "simulator": {"seed": SEED, "speed": 0, "in_process_thread": True},
+        **context,
+        "measurements": measurements,
+        "headline": {
+            "name": "full sync / SDK list",
+            "ratio": ratio,
+            "ratio_of_mins": results[FULL_SYNC].min / results[SDK_LIST].min,
+            "goal": GOAL,
+            "met": ratio <= GOAL,
+            "listing_share_of_sync": results[OUR_LIST].median / sync_median,
+        },
+    }
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f} s" if value < 100 else f"{value:.1f} s"
+
+
+def _mib(value: float | None, unit: int) -> str:
+    return "n/a" if value is None else f"{value * unit / 2**20:.1f} MiB"
+
+
+def _count(value: float) -> str:
+    return f"{value:g}"
+
+
+def print_report(data: dict[str, Any]) -> None:
+    machine, software, database = data["machine"], data["software"], data["database"]
+    print()
+    print(
+        f"Sync benchmark: {data['batches']:,} simulated batches, {data['repeat']} timed round(s) "
+        f"after {data['warmup']} warm-up round(s), interleaved"
+    )
+    cores = f"{machine['cores']} cores"
+    if machine["usable_cores"] not in (None, machine["cores"]):
+        cores += f" ({machine['usable_cores']} usable)"
+    print(f"machine:   {machine['cpu']}, {cores}, {machine['memory'] or '? GiB'} RAM, {machine['os']}")
+    transport = f" (SDK transport: httpx2 {software['httpx2']})" if software.get("httpx2") else ""
+    print(
+        f"software:  {machine['python']}, Django {software['django']} (DEBUG off), openai "
+        f"{software['openai']}, httpx {software['httpx']}{transport}"
+    )
+    if database["vendor"] == "sqlite":
+        print(
+            f"database:  SQLite {database['version']} ({database['journal_mode']}, synchronous="
+            f"{database['synchronous']}), {database['name']} [{database['filesystem'] or '?'}]"
+        )
+    else:
+        print(f"database:  {database['vendor']}, {database['version']}, at {database['host']}")
+    print("simulator: a thread of this process, seed 1, clock frozen (speed 0)")
+    print()
+    header = (
+        f"{'measurement':<46}{'median':>10}{'min':>10}{'us/batch':>10}{'API calls':>11}"
+        f"{'SQL stmts':>11}{'peak RSS +':>12}{'heap peak':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in data["measurements"].values():
+        print(
+            f"{row['label']:<46}{_seconds(row['median_s']):>10}{_seconds(row['min_s']):>10}"
+            f"{row['per_batch_us']:>10.1f}{_count(row['api_calls']):>11}{_count(row['db_queries']):>11}"
+            f"{_mib(row['rss_growth_kib'], 1024):>12}{_mib(row['heap_peak_bytes'], 1):>12}"
+        )
+    print()
+    print(
+        "times: median and min over the timed rounds; peak RSS +: growth of the peak RSS over the RSS "
+        "before the\noperation, and heap peak: tracemalloc; both measured once, each in a fresh process."
+    )
+    full_sync = data["measurements"][FULL_SYNC]
+    rows = full_sync["runs"][-1].get("rows")
+    if rows:
+        print(
+            f"a full sync writes {rows['batches']:,} batches, {rows['status_changes']:,} status changes "
+            f"and {rows['snapshots']:,} progress snapshots"
+        )
+    headline = data["headline"]
+    listing = data["measurements"][OUR_LIST]["median_s"]
+    print(
+        f"our listing alone is {headline['listing_share_of_sync']:.0%} of the full sync; the other "
+        f"{_seconds(full_sync['median_s'] - listing)} is mapping and database writes"
+    )
+    verdict = "met" if headline["met"] else "NOT met"
+    print(
+        f"\nHEADLINE  full sync / SDK list = {headline['ratio']:.2f} (medians; "
+        f"{headline['ratio_of_mins']:.2f} on minimums); goal <= {headline['goal']}: {verdict}"
+    )
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    workdir = tempfile.mkdtemp(prefix="bench-sync-")
+    try:
+        yield f"sqlite:///{Path(workdir) / 'bench.sqlite3'}"
+    finally:
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.probe:
+        return probe(args)
+    with database(args.database_url) as url:
+        setup_django(url)
+        import openai  # noqa: F401  (imported before any timing: the SDK takes a while to import)
+
+        from batches.simulator import SimWorld, start_in_thread, stop
+
+        started = time.perf_counter()
+        world = SimWorld(seed=SEED, batches=args.batches, speed=0)
+        server, base_url = start_in_thread(world)
+        print(f"simulator with {args.batches:,} batches ready in {time.perf_counter() - started:.2f} s")
+        try:
+            bench = Bench(connection_for(base_url), base_url, args.batches)
+            results = {key: Measurement(key) for key in LABELS}
+            for index in range(args.warmup):
+                print(f"warm-up round {index + 1}/{args.warmup} ...", flush=True)
+                run_round(bench, None, index)
+            for index in range(args.repeat):
+                print(f"round {index + 1}/{args.repeat} ...", flush=True)
+                run_round(bench, results, index)
+            if not args.no_memory:
+                print("memory, each operation in a fresh process ...", flush=True)
+                measure_memory(args, url, base_url, results)
+            context = {
+                "machine": describe_machine(),
+                "software": describe_software(),
+                "database": describe_database(),
+            }
+            data = figures(args, results, context)
+            print_report(data)
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(data, indent=2) + "\n")
+                print(f"\nfigures written to {args.json}")
+            if args.profile:
+                print(profile_full_sync(bench, args.profile_top))
+        finally:
+            stop(server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
