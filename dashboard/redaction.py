@@ -1,0 +1,55 @@
+"""Keeping API keys out of logs, error messages and pages.
+
+Known keys (every configured connection's) are replaced wherever they appear, and anything shaped like
+a key or an Authorization header is masked even when we did not know it was one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+_KEY_SHAPES = re.compile(
+    r"(?P<prefix>(?:authorization|api-key|x-api-key)\s*[:=]\s*(?:bearer\s+)?)[^\s,;'\"]+"
+    r"|\b(?:sk|rk)-[A-Za-z0-9_\-]{8,}"
+    r"|\bBearer\s+[A-Za-z0-9._\-]{8,}",
+    re.IGNORECASE,
+)
+MASK = "[redacted]"
+_known: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a key so that it is masked even if it has no recognisable shape."""
+    if secret and len(secret) >= 6:
+        with _lock:
+            _known.add(secret)
+
+
+def redact(text: str) -> str:
+    if not text:
+        return text
+    for secret in sorted(_known, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _KEY_SHAPES.sub(lambda m: (m.group("prefix") or "") + MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Attached to every handler: rewrites each record's message with its secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logged as it is, never dropped
+            return True
+        cleaned = redact(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
