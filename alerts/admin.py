@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from alerts.forms import ChannelForm
+from alerts.models import Channel, Delivery, WebhookReceipt
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
+    fields = ("name", "kind", "url", "email", "secret", "connection", "user", "events", "enabled")
+    list_display = ("__str__", "kind", "connection", "user", "enabled")
+    list_filter = ("kind", "enabled")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event", "batch", "channel", "state", "attempts", "next_attempt_at", "sent_at")
+    list_filter = ("state", "event")
+    # Read-only: a delivery's state only moves by the services' compare-and-set updates.
+    readonly_fields = [field.name for field in Delivery._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WebhookReceipt)
+class WebhookReceiptAdmin(admin.ModelAdmin):
+    list_display = ("webhook_id", "event_type", "connection", "batch_id", "received_at")
+    readonly_fields = ("webhook_id", "event_type", "connection", "batch_id", "received_at")

@@ -1,0 +1,76 @@
+"""Sending one notification through one channel: the only module here that talks to the outside.
+
+Errors come back as SendError with a message fit for the failures page and the logs: a status code or
+the kind of failure, never the channel's URL (Slack and many webhook URLs carry a token in their path)
+nor its secret.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from datetime import datetime
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+
+from alerts import events, signing
+from alerts.models import Channel
+from dashboard.redaction import redact, register_secret
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+USER_AGENT = "batch-dashboard-alerts/1"
+
+
+class SendError(Exception):
+    pass
+
+
+def message_id(delivery_pk: int) -> str:
+    # The same id on every attempt, so that a receiver can drop a repeat of a delivery it already has.
+    return f"dlv_{delivery_pk}"
+
+
+def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: datetime) -> None:
+    if channel.kind == Channel.Kind.WEBHOOK:
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        register_secret(channel.secret)
+        headers = {"content-type": "application/json"}
+        if channel.secret:
+            headers |= signing.headers_for(
+                channel.secret, message_id(delivery_pk), int(now.timestamp()), body
+            )
+        _post(channel.url, body, headers)
+    elif channel.kind == Channel.Kind.SLACK:
+        body = json.dumps(events.slack_message(payload)).encode()
+        _post(channel.url, body, {"content-type": "application/json"})
+    elif channel.kind == Channel.Kind.EMAIL:
+        subject, text = events.email_message(payload)
+        try:
+            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [channel.email], fail_silently=False)
+        except (smtplib.SMTPException, OSError) as error:
+            raise SendError(
+                f"email not accepted: {type(error).__name__}: {redact(str(error))[:300]}"
+            ) from None
+    else:
+        raise SendError(f"unknown channel kind {channel.kind!r}")
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise SendError("the channel has no http(s) URL")
+    try:
+        # Redirects are not followed: a receiver that moved should be reconfigured, and a redirect could
+        # otherwise carry a signed body somewhere its owner never chose.
+        response = httpx.post(
+            url, content=body, headers={"user-agent": USER_AGENT, **headers}, timeout=TIMEOUT
+        )
+    except httpx.TimeoutException:
+        raise SendError("timed out") from None
+    except httpx.HTTPError as error:
+        # httpx messages may quote the URL; the class name says enough (ConnectError, ...).
+        raise SendError(f"could not deliver: {type(error).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise SendError(f"receiver answered HTTP {response.status_code}")

@@ -1,0 +1,75 @@
+"""Reads for the history charts and the ETA range: the snapshots of one batch, and the outcomes of the
+last days in one aggregate query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, QuerySet
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from batches.eta import NO_ESTIMATE, EtaRange, estimate_from_history
+from batches.models import TERMINAL_STATUSES, Batch, ProgressSnapshot
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: datetime
+    completed: int
+    failed: int
+    total: int
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed
+
+
+def snapshots(batch: Batch) -> list[Snapshot]:
+    rows = (
+        ProgressSnapshot.objects.filter(batch=batch)
+        .order_by("taken_at", "id")
+        .values_list("taken_at", "completed", "failed", "total")
+    )
+    return [Snapshot(*row) for row in rows]
+
+
+def progress_points(batch: Batch, history: list[Snapshot]) -> list[tuple[datetime, int]]:
+    """(time, requests done) from the moment the batch started running. The API counts from zero at
+    in_progress_at, which anchors the history even when the dashboard first saw the batch mid-way."""
+    start = batch.in_progress_at
+    points = [(s.at, s.done) for s in history if start is None or s.at >= start]
+    if start is not None and (not points or points[0][0] > start):
+        points.insert(0, (start, 0))
+    return points
+
+
+def eta_range(batch: Batch, history: list[Snapshot], now: datetime | None = None) -> EtaRange:
+    if batch.status != "in_progress":
+        return NO_ESTIMATE
+    return estimate_from_history(
+        progress_points(batch, history), total=batch.total_requests, now=now or timezone.now()
+    )
+
+
+def outcomes_by_day(
+    queryset: QuerySet[Batch] | None = None, *, days: int = 7, now: datetime | None = None
+) -> tuple[list[date], dict[tuple[date, str], int]]:
+    """Finished batches per day of their outcome and per outcome, over the last `days` days (today
+    included), in one GROUP BY query."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    start = datetime.combine(day_list[0], datetime.min.time(), tzinfo=timezone.get_current_timezone())
+    rows = (
+        (queryset if queryset is not None else Batch.objects.all())
+        .filter(status__in=TERMINAL_STATUSES)
+        .alias(finished_at=Coalesce("completed_at", "failed_at", "expired_at", "cancelled_at"))
+        .filter(finished_at__gte=start)
+        .annotate(day=TruncDate("finished_at"))
+        .values("day", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return day_list, {(row["day"], row["status"]): row["n"] for row in rows}
