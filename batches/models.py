@@ -42,6 +42,10 @@ class Connection(models.Model):
     # settings at use time, so that changing the environment needs no database edit.
     from_environment = models.BooleanField(default=False)
     base_url = models.CharField(max_length=500, blank=True)
+    # A key is either stored encrypted (Fernet, the key from DASHBOARD_ENCRYPTION_KEY) or named by the
+    # environment variable that holds it. Pages only ever show the last four characters.
+    api_key_encrypted = models.TextField(blank=True)
+    api_key_last4 = models.CharField(max_length=4, blank=True)
     api_key_env = models.CharField(
         max_length=100, blank=True, help_text="Name of the environment variable holding the key."
     )

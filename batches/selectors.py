@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -220,19 +221,24 @@ def status_counts(filters: BatchFilters) -> dict[str, int]:
     return counts
 
 
-def filter_choices() -> dict[str, list[str]]:
-    return {
-        "connections": list(Connection.objects.values_list("name", flat=True)),
-        "endpoints": list(
-            Batch.objects.exclude(endpoint="")
-            .values_list("endpoint", flat=True)
-            .distinct()
-            .order_by("endpoint")
-        ),
-        "models": list(
-            Batch.objects.exclude(model="").values_list("model", flat=True).distinct().order_by("model")
-        ),
-    }
+FILTER_CHOICES_SECONDS = 60
+
+
+def filter_choices(connections: list[Connection]) -> dict[str, list[str]]:
+    """The values the filter menus offer. Endpoints and models change rarely and cost a scan of the
+    whole table, so they are cached for a minute rather than read on every page and poll."""
+
+    def distinct(column: str) -> list[str]:
+        return list(
+            Batch.objects.exclude(**{column: ""}).values_list(column, flat=True).distinct().order_by(column)
+        )
+
+    cached = cache.get_or_set(
+        "batches:filter-choices",
+        lambda: {"endpoints": distinct("endpoint"), "models": distinct("model")},
+        FILTER_CHOICES_SECONDS,
+    )
+    return {"connections": [connection.name for connection in connections], **cached}
 
 
 @dataclass(frozen=True)
@@ -242,11 +248,17 @@ class ConnectionHealth:
     rate_limited: bool
 
 
-def sync_health(now: datetime | None = None) -> list[ConnectionHealth]:
-    """Whether each connection's data is current: a page says so next to what it shows."""
+def all_connections() -> list[Connection]:
+    return list(Connection.objects.order_by("name"))
+
+
+def sync_health(connections: list[Connection], now: datetime | None = None) -> list[ConnectionHealth]:
+    """Whether each enabled connection's data is current: a page says so next to what it shows."""
     now = now or timezone.now()
     health = []
-    for connection in Connection.objects.filter(enabled=True):
+    for connection in connections:
+        if not connection.enabled:
+            continue
         rate_limited = "429" in connection.last_error or "rate limit" in connection.last_error.lower()
         if connection.next_attempt_at and connection.next_attempt_at > now:
             state = "waiting"

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts import audit
+from accounts.models import AuditEvent
 from batches import sync
 from batches.api_client import (
     APIConnectionError,
@@ -25,7 +28,12 @@ class CancelOutcome:
     message: str
 
 
-def cancel_batch(batch: Batch, *, user: AbstractBaseUser | AnonymousUser | None = None) -> CancelOutcome:
+def cancel_batch(
+    batch: Batch,
+    *,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    request: HttpRequest | None = None,
+) -> CancelOutcome:
     """Ask the API to cancel, store what it answered (so the page shows `cancelling` at once) and
     record who asked. Every failure comes back as a plain-words message; the stored batch is then
     refreshed so the page shows its true state."""
@@ -36,6 +44,14 @@ def cancel_batch(batch: Batch, *, user: AbstractBaseUser | AnonymousUser | None 
         requested_at=timezone.now(),
         succeeded=outcome.ok,
         message=outcome.message,
+    )
+    audit.record(
+        AuditEvent.Action.CANCEL,
+        actor=user,
+        target=f"{batch.connection.name}/{batch.batch_id}",
+        succeeded=outcome.ok,
+        detail=outcome.message,
+        request=request,
     )
     return outcome
 

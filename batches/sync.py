@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from batches import secrets
 from batches.api_client import (
     APIError,
     BatchAPIClient,
@@ -29,6 +30,7 @@ from batches.api_client import (
 )
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
+from dashboard.redaction import register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +84,37 @@ class SyncResult:
         self.seen_ids |= other.seen_ids
 
 
+def api_key_for(connection: Connection) -> str:
+    """The connection's key, from the environment or decrypted from the database; '' if none."""
+    if connection.from_environment:
+        api_key = settings.OPENAI_API_KEY
+    elif connection.api_key_encrypted:
+        try:
+            api_key = secrets.decrypt(connection.api_key_encrypted)
+        except secrets.EncryptionNotConfigured as error:
+            raise ConnectionNotConfigured(f"Connection {connection.name!r}: {error}") from None
+    elif connection.api_key_env:
+        api_key = os.environ.get(connection.api_key_env, "")
+    else:
+        api_key = ""
+    register_secret(api_key)
+    return api_key
+
+
 def client_config_for(connection: Connection) -> ClientConfig:
     if connection.from_environment:
-        base_url, api_key = settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY
+        base_url = settings.OPENAI_BASE_URL
         organization, project = settings.OPENAI_ORG_ID, settings.OPENAI_PROJECT_ID
     else:
-        base_url = connection.base_url
-        api_key = os.environ.get(connection.api_key_env, "") if connection.api_key_env else ""
-        organization, project = connection.organization, connection.project
+        base_url, organization, project = connection.base_url, connection.organization, connection.project
+    api_key = api_key_for(connection)
     if not api_key:
-        raise ConnectionNotConfigured(f"Connection {connection.name!r} has no API key configured.")
+        where = (
+            f"the environment variable {connection.api_key_env}"
+            if connection.api_key_env and not connection.api_key_encrypted
+            else "it"
+        )
+        raise ConnectionNotConfigured(f"Connection {connection.name!r} has no API key: set {where}.")
     if not base_url:
         raise ConnectionNotConfigured(f"Connection {connection.name!r} has no base URL.")
     return ClientConfig(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views
+from batches import views, views_connections, views_results
 
 app_name = "batches"
 
@@ -9,4 +9,14 @@ urlpatterns = [
     path("batches/<int:pk>/", views.batch_detail, name="detail"),
     path("batches/<int:pk>/row/", views.batch_row, name="row"),
     path("batches/<int:pk>/cancel/", views.batch_cancel, name="cancel"),
+    path("batches/new/", views_results.batch_create, name="create"),
+    path("batches/<int:pk>/results/", views_results.batch_results, name="results"),
+    path("batches/<int:pk>/files/<str:kind>/", views_results.file_preview, name="file_preview"),
+    path("batches/<int:pk>/files/<str:kind>/download/", views_results.file_download, name="file_download"),
+    path("batches/<int:pk>/resubmit/", views_results.batch_resubmit, name="resubmit"),
+    path("connections/", views_connections.connection_list, name="connections"),
+    path("connections/new/", views_connections.connection_edit, name="connection_new"),
+    path("connections/<int:pk>/", views_connections.connection_edit, name="connection_edit"),
+    path("connections/<int:pk>/test/", views_connections.connection_test, name="connection_test"),
+    path("connections/<int:pk>/delete/", views_connections.connection_delete, name="connection_delete"),
 ]

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.roles import OPERATOR, role_required
 from batches import selectors, services
 from batches.models import Batch
 
@@ -30,23 +31,29 @@ def _row_context(request: HttpRequest) -> dict:
 @require_GET
 @login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
+    """The page, or one of its fragments: the table (filters, paging) or the summary (its poll)."""
     filters = selectors.BatchFilters.from_query(request.GET)
-    page = selectors.batch_page(filters, request.GET.get("cursor"))
-    context = {
+    target = request.htmx.target if request.htmx else None
+    context: dict = {
         **_row_context(request),
         "filters": filters,
-        "page": page,
-        "counts": selectors.status_counts(filters),
-        "choices": selectors.filter_choices(),
-        "sort_labels": selectors.SORT_LABELS,
-        "health": selectors.sync_health(),
         "query_without_cursor": _query_without(request, "cursor"),
         "query_without_status": _query_without(request, "cursor", "status"),
     }
+    if target != "summary":
+        context["page"] = selectors.batch_page(filters, request.GET.get("cursor"))
+    if target != "batch-table":
+        connections = selectors.all_connections()
+        context.update(
+            counts=selectors.status_counts(filters),
+            health=selectors.sync_health(connections),
+            choices=selectors.filter_choices(connections),
+            sort_labels=selectors.SORT_LABELS,
+        )
     template = "batches/list.html"
-    if request.htmx and request.htmx.target == "batch-table":
+    if target == "batch-table":
         template += "#table"
-    elif request.htmx and request.htmx.target == "summary":
+    elif target == "summary":
         template += "#summary"
     return render(request, template, context)
 
@@ -74,14 +81,14 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
+@role_required(OPERATOR)
 def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation (the page works without JavaScript); POST cancels through the API
     directly, not through Celery, so that it works while the workers are down."""
     batch = _get_batch_for_user(request, pk)
     if request.method == "GET":
         return render(request, "batches/cancel.html", {"batch": batch, "next": request.GET.get("next", "")})
-    outcome = services.cancel_batch(batch, user=request.user)
+    outcome = services.cancel_batch(batch, user=request.user, request=request)
     batch.refresh_from_db()
     if request.htmx:
         context = {**_row_context(request), "batch": batch, "cancel_outcome": outcome}

@@ -16,6 +16,7 @@ from dashboard.env import (
     env_str,
     env_url,
 )
+from dashboard.redaction import register_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -41,7 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "axes",
+    "csp",
+    "accounts",
     "batches",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -52,8 +57,17 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "batches.middleware.HtmxLoginRedirectMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into a clear 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out username or address is refused before any password check.
+    "axes.backends.AxesStandaloneBackend",
+    "accounts.backends.RoleAwareModelBackend",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -69,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.roles.role_context",
             ],
         },
     },
@@ -107,6 +122,54 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# --- Hardening --------------------------------------------------------------------------------
+# Cookies are Secure in production (behind HTTPS); DJANGO_SECURE_COOKIES=0 only for a plain-HTTP trial.
+_secure_cookies = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = _secure_cookies
+CSRF_COOKIE_SECURE = _secure_cookies
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_HOURS", 12, minimum=1) * 3600
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+if env_bool("DJANGO_BEHIND_PROXY", False):
+    # Only behind a proxy that sets this header itself; otherwise a client could claim HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No inline script anywhere: htmx and our own JS come from /static/. Inline style attributes are
+# allowed for the progress bars' widths; the chart SVGs are inline markup, not script.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+# Sign-in rate limiting (django-axes): a username and address pair is locked after this many failures.
+AXES_FAILURE_LIMIT = env_int("DASHBOARD_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("DASHBOARD_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "locked_out.html"
+AXES_ENABLED = env_bool("DASHBOARD_LOGIN_RATE_LIMIT", True)
+AXES_VERBOSE = False
+
+# Keys of connections stored in the database are encrypted with this Fernet key (base64, 32 bytes);
+# `python manage.py generate_encryption_key` prints a new one.
+DASHBOARD_ENCRYPTION_KEY = env_str("DASHBOARD_ENCRYPTION_KEY")
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
@@ -124,6 +187,7 @@ CELERY_TIMEZONE = "UTC"
 # The connection configured by the environment. With no key the dashboard watches the built-in
 # simulator, which `make run` starts and points OPENAI_BASE_URL at.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+register_secret(OPENAI_API_KEY)
 OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", "https://api.openai.com/v1", schemes=("http", "https"))
 OPENAI_ORG_ID = env_str("OPENAI_ORG_ID")
 OPENAI_PROJECT_ID = env_str("OPENAI_PROJECT_ID")
@@ -134,13 +198,28 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2, minimum=0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_secrets": {"()": "dashboard.redaction.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 # An in-progress batch with no finished request for this long is shown as stalled.
 STALLED_AFTER_MINUTES = env_int("STALLED_AFTER_MINUTES", 30, minimum=1)
+
+# Notifications (the alerts app): how often beat looks for events and sends what is due, the delay
+# before the first retry of a failed send (doubling per attempt), and how many attempts are made.
+ALERTS_INTERVAL = env_float("ALERTS_INTERVAL", 5.0, minimum=1.0)
+ALERTS_RETRY_BACKOFF = env_float("ALERTS_RETRY_BACKOFF", 30.0, minimum=0.0)
+ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 8, minimum=1)
+# Notifications link to the batch's page under this address when it is set (https://batches.example.com).
+DASHBOARD_URL = env_str("DASHBOARD_URL")
+# The signing secret ("whsec_...") of the OpenAI webhook endpoint; unset turns /webhooks/openai/ off.
+OPENAI_WEBHOOK_SECRET = env_str("OPENAI_WEBHOOK_SECRET")
+register_secret(OPENAI_WEBHOOK_SECRET)
+# Prometheus scrapes /metrics with "Authorization: Bearer <this>"; unset turns /metrics off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+register_secret(METRICS_TOKEN)
 
 # Beat only ticks the dispatcher; each connection's own intervals decide what runs.
 SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)
@@ -162,5 +241,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "batches.tasks.dispatch_due_syncs",
         "schedule": SYNC_DISPATCH_INTERVAL,
         "options": {"expires": SYNC_DISPATCH_INTERVAL},
-    }
+    },
+    "process-alerts": {
+        "task": "alerts.tasks.process_alerts",
+        "schedule": ALERTS_INTERVAL,
+        "options": {"expires": ALERTS_INTERVAL},
+    },
 }

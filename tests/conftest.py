@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -333,3 +334,50 @@ def simulator_connection(db, simulator: Simulator, monkeypatch):
     return Connection.objects.create(
         name="simulated", base_url=simulator.base_url, api_key_env=SIMULATOR_KEY_ENV
     )
+
+
+class _SecretScanner(logging.Handler):
+    """Keeps every log line, formatted as the configured handlers format it (their redaction filter
+    included), so that the end of the run can check no API key was ever written out."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        from dashboard.redaction import RedactingFilter
+
+        self.addFilter(RedactingFilter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_api_key_reaches_a_page_or_a_log_line():
+    """Across the whole run: every rendered response and every log line is scanned for every API key
+    the code used (each is registered for redaction when it is read)."""
+    from django.core.handlers.base import BaseHandler
+
+    from dashboard import redaction
+
+    scanner = _SecretScanner()
+    logging.getLogger().addHandler(scanner)
+    bodies: list[bytes] = []
+    original = BaseHandler.get_response
+
+    def recording_get_response(self, request):
+        response = original(self, request)
+        if not response.streaming:
+            bodies.append(bytes(response.content))
+        return response
+
+    BaseHandler.get_response = recording_get_response
+    yield
+    BaseHandler.get_response = original
+    logging.getLogger().removeHandler(scanner)
+    secrets = {s for s in redaction._known if len(s) >= 8}
+    leaks = [
+        secret
+        for secret in secrets
+        if any(secret in line for line in scanner.lines) or any(secret.encode() in body for body in bodies)
+    ]
+    assert leaks == [], "API keys leaked into a page or a log line"

@@ -47,3 +47,13 @@ def make_batch(connection: Connection | None = None, **fields: Any) -> Batch:
     defaults.update(fields)
     defaults.setdefault("raw", {"id": defaults["batch_id"], "status": status})
     return Batch.objects.create(connection=connection, **defaults)
+
+
+def make_user(username: str, role: str = "viewer", password: str | None = None):
+    from django.contrib.auth.models import User
+
+    from accounts.roles import set_role
+
+    user = User.objects.create_user(username, password=password or f"pw-{username}-1")
+    set_role(user, role)
+    return user

@@ -3,10 +3,11 @@
 import re
 
 import pytest
-from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from batches.models import Batch, Connection
 from tests.conftest import SCREENSHOT_DIR
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -25,7 +26,7 @@ def stack(start_worker, start_beat, simulator, monkeypatch, live_server):
     Connection.objects.exclude(pk=connection.pk).update(enabled=False)
     start_worker()
     start_beat()
-    User.objects.create_user("watcher", password="pw-watcher-1")
+    make_user("watcher", "operator", password="pw-watcher-1")
     return connection
 
 
@@ -46,6 +47,15 @@ def sign_in(page, live_server, path: str = "/") -> None:
     page.wait_for_url(re.compile(r".*/(\?.*)?$"))
 
 
+def poll_until(condition, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the page did not change in time"
+        time.sleep(0.25)
+
+
 def done_count(page, row) -> int:
     return int(row.locator(".n-completed").inner_text()) + int(row.locator(".n-failed").inner_text())
 
@@ -64,13 +74,8 @@ def test_a_running_batch_advances_on_screen_without_a_reload(page, live_server, 
     navigations = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     simulator.advance(seconds=1200)
-    page.wait_for_function(
-        "([selector, before]) => { const row = document.querySelector(selector);"
-        " const n = (c) => parseInt(row.querySelector(c)?.innerText || '0');"
-        " return !row.querySelector('.n-completed') || n('.n-completed') + n('.n-failed') > before; }",
-        arg=[f"#batch-{running.pk}", before],
-        timeout=30000,
-    )
+    # Done when the counts grew, or the batch finished and its row shows no counts to compare.
+    poll_until(lambda: row.locator(".n-completed").count() == 0 or done_count(page, row) > before)
     assert navigations == []  # it moved by htmx swaps, not by a reload
     page.goto(f"{live_server.url}/batches/{running.pk}/")
     page.screenshot(path=str(SCREENSHOT_DIR / "detail.png"), full_page=True)
@@ -84,17 +89,11 @@ def test_cancel_and_confirm_turns_the_row_cancelling_then_cancelled(page, live_s
     page.on("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
     row = page.locator(f"#batch-{running.pk}")
     row.get_by_role("button", name="Cancel").click()
-    page.wait_for_function(
-        f"document.querySelector('#batch-{running.pk} .badge').innerText.trim() === 'cancelling'",
-        timeout=15000,
-    )
+    expect(row.locator(".badge").first).to_have_text("cancelling", timeout=15000)
     assert "partial results are kept" in messages[0]
     assert re.search(r"\d+ of \d+ requests are done", messages[0])
     simulator.advance(seconds=900)  # cancelling lasts up to 10 minutes
-    page.wait_for_function(
-        f"document.querySelector('#batch-{running.pk} .badge').innerText.trim() === 'cancelled'",
-        timeout=30000,
-    )
+    expect(row.locator(".badge").first).to_have_text("cancelled", timeout=30000)
     assert page.locator(f"#batch-{running.pk}").get_attribute("hx-trigger") is None
 
 
@@ -103,7 +102,7 @@ def test_filters_and_pagination_change_the_url_and_survive_a_reload(page, live_s
     sign_in(page, live_server)
     page.check("input[name=status][value=completed]")
     page.wait_for_url(re.compile(r"status=completed"))
-    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr').length > 0")
+    expect(page.locator("#batch-table tbody tr").first).to_be_visible()
     page.get_by_role("link", name="Next page »").click()
     page.wait_for_url(re.compile(r"cursor="))
     first_rows = page.locator("#batch-table tbody tr").evaluate_all("rows => rows.map(r => r.id)")

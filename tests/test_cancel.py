@@ -1,18 +1,18 @@
 """Cancelling through the pages, against the simulator."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from batches import sync
 from batches.models import Batch, CancelRequest, Connection
 from tests.conftest import free_port
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(client):
-    user = User.objects.create_user("olga", password="pw-olga-1")
+    user = make_user("olga", "operator")
     client.force_login(user)
     return user
 

@@ -196,3 +196,22 @@ def test_no_garbage_query_parameter_causes_a_500(client, member, name):
             headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target} if target else {}
             response = client.get("/", {name: value}, **headers)
             assert response.status_code == 200, (name, value, target)
+
+
+def test_the_list_page_costs_a_constant_number_of_queries(client, member, django_assert_max_num_queries):
+    from django.core.cache import cache
+
+    for _ in range(60):
+        make_batch()
+    client.get("/")  # fills the one-minute cache of filter choices
+    # Session, user with role, rows, counts per status, connections.
+    with django_assert_max_num_queries(5):
+        assert client.get("/").status_code == 200
+    for _ in range(60):
+        make_batch(status="completed")
+    with django_assert_max_num_queries(5):
+        client.get("/?status=completed&sort=progress")
+    batch = make_batch()
+    with django_assert_max_num_queries(3):  # session, user with role, the batch
+        client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true")
+    cache.clear()

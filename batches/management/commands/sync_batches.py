@@ -13,9 +13,7 @@ class Command(BaseCommand):
     help = "Run a full sync of batches now, without Celery, and print what it did."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--connection", help="Name of the connection (default: every enabled one)."
-        )
+        parser.add_argument("--connection", help="Name of the connection (default: every enabled one).")
         parser.add_argument(
             "--complete",
             action="store_true",

@@ -1,0 +1,41 @@
+"""Writing audit events: one function, so every caller records the same fields."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from dashboard.redaction import redact
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    # REMOTE_ADDR is what the proxy in front sees; deployments behind a proxy set it from
+    # X-Forwarded-For in the proxy itself, never from a header a client can forge.
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    action: str,
+    *,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor_name: str = "",
+    target: str = "",
+    succeeded: bool = True,
+    detail: str = "",
+    request: HttpRequest | None = None,
+) -> AuditEvent:
+    user = actor if actor is not None and actor.is_authenticated else None
+    return AuditEvent.objects.create(
+        at=timezone.now(),
+        actor=user,
+        actor_name=(user.get_username() if user else actor_name)[:150],
+        action=action,
+        target=target[:300],
+        succeeded=succeeded,
+        detail=redact(detail)[:2000],
+        ip_address=client_ip(request),
+    )

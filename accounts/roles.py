@@ -1,0 +1,89 @@
+"""Who may do what. Three roles, each including the one before it:
+
+- viewer: sees every batch of every connection;
+- operator: may also cancel and create batches and download results;
+- admin: may also manage connections and users and read the audit log.
+
+A role is membership of the Django group of the same name; superusers are admins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+ROLES = (VIEWER, OPERATOR, ADMIN)
+_RANK = {None: -1, VIEWER: 0, OPERATOR: 1, ADMIN: 2}
+
+
+def role_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    # Cached on the user object: templates ask several times per page.
+    cached = getattr(user, "_dashboard_role", "unset")
+    if cached != "unset":
+        return cached
+    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    role = next((name for name in reversed(ROLES) if name in names), VIEWER)
+    user._dashboard_role = role
+    return role
+
+
+def remember_role(user: AbstractBaseUser, role: str | None) -> None:
+    """Record a role already read with the user (see accounts.backends), so role_of asks no query."""
+    user._dashboard_role = ADMIN if user.is_superuser else (role or VIEWER)
+
+
+def has_role(user: AbstractBaseUser | AnonymousUser, needed: str) -> bool:
+    return _RANK[role_of(user)] >= _RANK[needed]
+
+
+def can_operate(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return has_role(user, OPERATOR)
+
+
+def can_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return has_role(user, ADMIN)
+
+
+def set_role(user: AbstractBaseUser, role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    user.groups.remove(*Group.objects.filter(name__in=ROLES))
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    user.__dict__.pop("_dashboard_role", None)
+
+
+def role_required(needed: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Signed-in users below `needed` get 403 before the view runs (so no API call is made)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_role(request.user, needed):
+                raise PermissionDenied(f"This needs the {needed} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def role_context(request: HttpRequest) -> dict[str, Any]:
+    """Template context: what the signed-in user may do, so pages hide what they would refuse."""
+    user = request.user
+    return {
+        "role": role_of(user),
+        "can_operate": can_operate(user),
+        "can_admin": can_admin(user),
+    }
