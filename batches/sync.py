@@ -6,15 +6,18 @@ compare-and-set on the observation time, and history rows have natural keys so a
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.utils import timezone
 
@@ -202,43 +205,95 @@ def _counts(columns: dict[str, Any]) -> tuple[int, int, int]:
     return columns["completed_requests"], columns["failed_requests"], columns["total_requests"]
 
 
-def _status_change(batch_pk: int, old: str, api_batch: APIBatch, now: datetime) -> BatchStatusChange:
+def _status_change(batch_pk: int, old: str, api_batch: APIBatch, now: datetime) -> dict[str, Any]:
     stamp_field = STATUS_TIMESTAMP_FIELD.get(api_batch.status)
-    return BatchStatusChange(
-        batch_id=batch_pk,
-        old_status=old,
-        new_status=api_batch.status,
-        observed_at=now,
-        api_timestamp=getattr(api_batch, stamp_field) if stamp_field else None,
-    )
+    return {
+        "batch": batch_pk,
+        "old_status": old,
+        "new_status": api_batch.status,
+        "observed_at": now,
+        "api_timestamp": getattr(api_batch, stamp_field) if stamp_field else None,
+    }
 
 
-def _snapshot(batch_pk: int, columns: dict[str, Any], now: datetime) -> ProgressSnapshot:
+def _snapshot(batch_pk: int, columns: dict[str, Any], now: datetime) -> dict[str, Any]:
     completed, failed, total = _counts(columns)
-    return ProgressSnapshot(batch_id=batch_pk, taken_at=now, completed=completed, failed=failed, total=total)
+    return {"batch": batch_pk, "taken_at": now, "completed": completed, "failed": failed, "total": total}
 
 
 # --- writing observations ----------------------------------------------------------------------
 
 
-def _new_row(connection: Connection, api_batch: APIBatch, observed_at: datetime) -> Batch:
+def _new_row(connection: Connection, api_batch: APIBatch, observed_at: datetime) -> dict[str, Any]:
     columns = _columns(api_batch)
-    return Batch(
-        connection=connection,
-        batch_id=api_batch.id,
-        observed_at=observed_at,
-        first_seen_at=observed_at,
-        last_synced_at=observed_at,
-        last_changed_at=observed_at,
+    return {
+        "connection": connection.pk,
+        "batch_id": api_batch.id,
+        "observed_at": observed_at,
+        "first_seen_at": observed_at,
+        "last_synced_at": observed_at,
+        "last_changed_at": observed_at,
+        "listed": True,
         **columns,
         **_progress_columns(columns, observed_at),
+    }
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # What Django's SQLite backend stores for an aware datetime: naive UTC text.
+    return None if value is None else str(value.astimezone(UTC).replace(tzinfo=None))
+
+
+def _adapter(field: models.Field, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+    """The backend's own conversion of a Python value for this column. On SQLite, datetimes and JSON
+    are converted directly: Django's generic path for them was a third of a first sync's time."""
+    sqlite = connection.vendor == "sqlite"
+    if isinstance(field, models.DateTimeField):
+        return _sqlite_datetime if sqlite else connection.ops.adapt_datetimefield_value
+    if isinstance(field, models.JSONField):
+        if sqlite and field.encoder is None:
+            return lambda value: None if value is None else json.dumps(value)
+        return lambda value: field.get_db_prep_save(value, connection)
+    return lambda value: value
+
+
+def _insert_ignoring_conflicts(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING for many rows, without building model instances.
+
+    bulk_create spends most of a first sync preparing 47 columns x thousands of rows through the
+    generic field machinery (measured: 62 % of the sync, of which SQLite itself is a fifth). This
+    converts each value once with the backend's own adapters and sends one prepared statement.
+    Both SQLite (3.24+) and PostgreSQL accept this statement as written.
+    """
+    if not rows:
+        return
+    connection = connections[router.db_for_write(model)]
+    fields = [model._meta.get_field(name) for name in rows[0]]
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
+        quote(model._meta.db_table),
+        ", ".join(quote(field.column) for field in fields),
+        ", ".join(["%s"] * len(fields)),
     )
+    adapters = [_adapter(field, connection) for field in fields]
+    params = [[adapt(value) for adapt, value in zip(adapters, row.values(), strict=True)] for row in rows]
+    # One transaction for all the rows: in autocommit each row would be a commit of its own.
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def upsert_batches(
     connection: Connection, api_batches: Sequence[APIBatch], *, observed_at: datetime
 ) -> SyncResult:
     """Write one page of observations. Idempotent, and a stale observation never overwrites a newer one."""
+    # One commit per page rather than one per statement.
+    with transaction.atomic():
+        return _upsert_page(connection, api_batches, observed_at)
+
+
+def _upsert_page(
+    connection: Connection, api_batches: Sequence[APIBatch], observed_at: datetime
+) -> SyncResult:
     result = SyncResult()
     if not api_batches:
         return result
@@ -250,23 +305,24 @@ def upsert_batches(
             "id", "batch_id", "status", "raw", "observed_at", "listed", "last_progress_at"
         )
     }
-    changes: list[BatchStatusChange] = []
-    snapshots: list[ProgressSnapshot] = []
+    # History rows have natural keys, so a duplicate from a concurrent worker is dropped on insert.
+    changes: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
 
     new_ids = [batch_id for batch_id in by_id if batch_id not in existing]
     if new_ids:
-        Batch.objects.bulk_create(
-            [_new_row(connection, by_id[batch_id], observed_at) for batch_id in new_ids],
-            ignore_conflicts=True,  # another worker may insert the same new batch at the same time
+        # Conflicts are ignored: another worker may insert the same new batch at the same time.
+        _insert_ignoring_conflicts(
+            Batch, [_new_row(connection, by_id[batch_id], observed_at) for batch_id in new_ids]
         )
         for pk, batch_id in Batch.objects.filter(connection=connection, batch_id__in=new_ids).values_list(
             "id", "batch_id"
         ):
             api_batch = by_id[batch_id]
             changes.append(_status_change(pk, "", api_batch, observed_at))
-            columns = _columns(api_batch)
-            if columns["total_requests"] or not api_batch.is_terminal:
-                snapshots.append(_snapshot(pk, columns, observed_at))
+            # A batch first seen finished has no progress history worth a snapshot.
+            if not api_batch.is_terminal:
+                snapshots.append(_snapshot(pk, _columns(api_batch), observed_at))
         result.created = len(new_ids)
 
     unchanged_pks: list[int] = []
@@ -310,9 +366,9 @@ def upsert_batches(
         )
         result.unchanged += len(unchanged_pks)
     if changes:
-        BatchStatusChange.objects.bulk_create(changes, ignore_conflicts=True)
+        _insert_ignoring_conflicts(BatchStatusChange, changes)
     if snapshots:
-        ProgressSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
+        _insert_ignoring_conflicts(ProgressSnapshot, snapshots)
     return result
 
 
@@ -345,8 +401,7 @@ def full_sync(
     total = SyncResult()
     reached_end = False
     try:
-        pages = client.list_batch_pages(limit=PAGE_SIZE)
-        for page in pages:
+        for page in client.list_batch_pages(limit=PAGE_SIZE):
             total.pages += 1
             result = upsert_batches(connection, page.data, observed_at=timezone.now())
             total.add(result)

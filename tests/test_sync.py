@@ -179,3 +179,29 @@ def test_sync_batches_command_names_an_unknown_connection():
 
     with pytest.raises(CommandError, match="No connection named 'nope'"):
         call_command("sync_batches", "--connection", "nope")
+
+
+def test_the_fast_insert_writes_every_column_the_orm_would(simulator_connection, simulator):
+    """New rows skip the ORM's bulk_create; they must still fill every column, as the ORM reads them."""
+    client = BatchAPIClient(sync.client_config_for(simulator_connection))
+    api_batch = next(b for b in client.iter_batches(limit=100) if b.status == "in_progress")
+    client.close()
+    now = timezone.now()
+    row = sync._new_row(simulator_connection, api_batch, now)
+    concrete = {field.name for field in Batch._meta.concrete_fields} - {"id"}
+    assert set(row) == concrete
+    assert set(sync._status_change(1, "", api_batch, now)) == {
+        f.name for f in BatchStatusChange._meta.concrete_fields
+    } - {"id"}
+    assert set(sync._snapshot(1, sync._columns(api_batch), now)) == {
+        f.name for f in ProgressSnapshot._meta.concrete_fields
+    } - {"id"}
+    sync.upsert_batches(simulator_connection, [api_batch], observed_at=now)
+    stored = Batch.objects.get(batch_id=api_batch.id)
+    assert stored.raw == api_batch.raw
+    assert stored.created_at == api_batch.created_at and stored.in_progress_at == api_batch.in_progress_at
+    assert stored.observed_at == now and stored.metadata == api_batch.metadata
+    assert stored.total_requests == api_batch.request_counts.total
+    assert stored.errors == [] and stored.problems == []
+    assert stored.status_changes.get().observed_at == now
+    assert stored.snapshots.get().total == api_batch.request_counts.total
