@@ -17,6 +17,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from batches import sync
 from batches.models import KNOWN_STATUSES, TERMINAL_STATUSES, Batch, Connection
 
 PAGE_SIZE = 50
@@ -257,7 +258,7 @@ def sync_health(connections: list[Connection], now: datetime | None = None) -> l
     now = now or timezone.now()
     health = []
     for connection in connections:
-        if not connection.enabled:
+        if not connection.enabled or not sync.is_configured(connection):
             continue
         rate_limited = "429" in connection.last_error or "rate limit" in connection.last_error.lower()
         if connection.next_attempt_at and connection.next_attempt_at > now:

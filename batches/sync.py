@@ -579,6 +579,12 @@ def environment_connection() -> Connection:
     return connection
 
 
+def is_configured(connection: Connection) -> bool:
+    """The environment's connection without OPENAI_API_KEY is a placeholder: nothing to sync, nothing
+    to report as failing."""
+    return not connection.from_environment or bool(settings.OPENAI_API_KEY)
+
+
 def connections_to_sync() -> Iterable[Connection]:
     environment_connection()
-    return Connection.objects.filter(enabled=True)
+    return [c for c in Connection.objects.filter(enabled=True) if is_configured(c)]

@@ -215,3 +215,10 @@ def test_the_list_page_costs_a_constant_number_of_queries(client, member, django
     with django_assert_max_num_queries(3):  # session, user with role, the batch
         client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true")
     cache.clear()
+
+
+def test_without_any_key_the_page_says_how_to_connect_rather_than_unreachable(client, member, settings):
+    settings.OPENAI_API_KEY = ""
+    body = client.get("/").content.decode()
+    assert "No API connection is configured: set OPENAI_API_KEY" in body
+    assert "unreachable" not in body

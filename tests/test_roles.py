@@ -37,6 +37,36 @@ def pages(batch, connection):
     ]
 
 
+def result_pages(batch):
+    """The results and alerts pages, against a finished batch of the simulator."""
+    return [
+        ("get", f"/batches/{batch.pk}/results/", "viewer"),
+        ("get", f"/batches/{batch.pk}/files/output/", "viewer"),
+        ("get", f"/batches/{batch.pk}/files/output/download/", "operator"),
+        ("get", f"/batches/{batch.pk}/resubmit/", "operator"),
+        ("get", "/batches/new/", "operator"),
+        ("get", "/alerts/channels/", "viewer"),
+        ("get", "/alerts/failures/", "admin"),
+    ]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_reaches_exactly_the_results_and_alerts_pages_it_may(
+    client, role, simulator_connection, simulator
+):
+    sync.full_sync(simulator_connection)
+    done = Batch.objects.filter(connection=simulator_connection, status="completed").exclude(
+        output_file_id=""
+    )
+    client.force_login(make_user(f"user-{role}", role))
+    for method, url, lowest in result_pages(done.first()):
+        response = getattr(client, method)(url)
+        if ROLES.index(role) >= ROLES.index(lowest):
+            assert response.status_code in (200, 302), (role, url, response.status_code)
+        else:
+            assert response.status_code == 403, (role, url, response.status_code)
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_reaches_exactly_the_pages_it_may(client, role, batch):
     connection = make_connection("team-x")
