@@ -31,7 +31,7 @@ _MAX_RETRY_AFTER = 60.0
 _MAX_BATCH_PAGE = 100
 _MAX_FILE_PAGE = 10_000
 _REDACTED = "[REDACTED]"
-_BATCH_TIMESTAMPS = (
+BATCH_TIMESTAMP_FIELDS = (
     "created_at",
     "in_progress_at",
     "expires_at",
@@ -377,7 +377,9 @@ class Batch:
         if not isinstance(status, str) or not status:
             problems.append(f"status: missing or not a string: {_short(status)}")
             status = "" if status is None else str(status)
-        timestamps = {name: _parse_timestamp(data.get(name), name, problems) for name in _BATCH_TIMESTAMPS}
+        timestamps = {
+            name: _parse_timestamp(data.get(name), name, problems) for name in BATCH_TIMESTAMP_FIELDS
+        }
         return cls(
             id=batch_id,
             object=_optional_str(data.get("object"), "object", problems) or "batch",

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from batches import sync
-from batches.models import KNOWN_STATUSES, TERMINAL_STATUSES, Batch, Connection
+from batches.models import KNOWN_STATUSES, Batch, Connection
 
 PAGE_SIZE = 50
 # Each sort is a sequence of (column, descending); the id breaks ties so that keyset pagination is exact.
@@ -305,11 +305,3 @@ def phases(batch: Batch) -> list[Phase]:
     if outcome_at is not None:
         result.append(Phase(batch.status, outcome_at, None, current=False))
     return result
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL_STATUSES
-
-
-def now() -> datetime:
-    return timezone.now()

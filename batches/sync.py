@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from batches import secrets
 from batches.api_client import (
+    BATCH_TIMESTAMP_FIELDS,
     APIError,
     BatchAPIClient,
     ClientConfig,
@@ -49,17 +50,6 @@ STATUS_TIMESTAMP_FIELD = {
     "cancelling": "cancelling_at",
     "cancelled": "cancelled_at",
 }
-TIMESTAMP_FIELDS = (
-    "created_at",
-    "in_progress_at",
-    "expires_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-)
 # How long a 429 without retry-after, or a failing API, keeps a connection waiting.
 DEFAULT_RATE_LIMIT_WAIT = 30.0
 MAX_FAILURE_BACKOFF = 300.0
@@ -167,7 +157,7 @@ def _columns(api_batch: APIBatch) -> dict[str, Any]:
         "problems": list(api_batch.problems),
         "raw": api_batch.raw,
     }
-    for name in TIMESTAMP_FIELDS:
+    for name in BATCH_TIMESTAMP_FIELDS:
         columns[name] = getattr(api_batch, name)
     return columns
 
