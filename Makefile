@@ -55,5 +55,6 @@ format: deps
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
+# Writes docs/benchmarks.md. A subset, or options: make bench BENCH="list poll_load --pass poll_load=--seconds=30".
 bench: deps
-	DJANGO_DEBUG=1 $(UV) run --frozen python benchmarks/run_all.py
+	DJANGO_DEBUG=1 $(UV) run --frozen python benchmarks/run_all.py $(BENCH)

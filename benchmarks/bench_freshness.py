@@ -1,0 +1,570 @@
+"""How fresh is an open page: from a change in the API (the simulator) to its appearance in Chromium.
+
+    DJANGO_DEBUG=1 uv run python benchmarks/bench_freshness.py [--changes 50] [--batches 200]
+        [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 20] [--json PATH]
+
+Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
+starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
+directory, with the DEFAULT intervals (a connection refreshes its active batches every 15 s, beat
+dispatches due syncs every 5 s, a running row polls its fragment every 5 s):
+
+  simulator    a thread of this process, SimWorld(seed=1, batches=--batches, speed=0): a frozen clock
+               that moves only when the benchmark advances it
+  Redis        redis-server on a free port (the system package; installed when missing)
+  Celery       a worker (prefork, concurrency 2, as `make run`) and beat, as subprocesses
+  web          `manage.py runserver --noreload --insecure` with DJANGO_DEBUG=0 (runserver, as `make run`,
+               because it serves the static files the page needs; --insecure lets it with DEBUG off)
+  Chromium     headless (Playwright, /usr/bin/chromium), signed in, showing /?status=in_progress
+
+After the first full sync, --changes times, at random intervals of --gap-min..--gap-max seconds (so
+that a change falls anywhere in the refresh cycle, not just after the last one): pick a running batch
+on the page that no measurement is waiting for (one of the faster half, so that the clock moves
+little), advance the simulator's clock second by second until
+that batch's completed count changes (read from /_sim/state), note the time, then watch the row in
+the page (locator.inner_text every 0.1 s, no script evaluation: the CSP forbids eval) until it shows
+a completed count at least the new one. Counts only grow, so a later change cannot be mistaken for
+this one. Several measurements may be pending at once; each is independent. The database is watched
+too, which splits each delay into the sync's share (change -> row in the database) and the page's
+(database -> screen).
+
+The headline is p95 of the delays; the goal (issue 9) is p95 < 20 s. A change not seen within
+--change-timeout seconds counts as that long and is reported. The run stops by itself after
+--max-minutes at the latest and stops every process it started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    REPO,
+    Children,
+    describe_machine,
+    ensure_debian_package,
+    free_port,
+    machine_line,
+    now_iso,
+    percentile,
+    setup_django,
+    wait_for_port,
+    write_json,
+)
+
+GOAL_P95_S = 20.0
+KEY_ENV = "BENCH_FRESHNESS_API_KEY"
+KEY = "sk-bench-freshness"
+USERNAME = "bench-watcher"
+PASSWORD = "bench-watcher-password-1"
+SEED = 1
+POLL_SECONDS = 0.1
+CHROMIUM = "/usr/bin/chromium"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--changes", type=int, default=50, help="changes to measure (default 50)")
+    parser.add_argument("--batches", type=int, default=200, help="simulated batches (default 200)")
+    parser.add_argument(
+        "--gap-min", type=float, default=3.0, help="shortest wait between changes, s (default 3)"
+    )
+    parser.add_argument(
+        "--gap-max", type=float, default=12.0, help="longest wait between changes, s (default 12)"
+    )
+    parser.add_argument(
+        "--change-timeout",
+        type=float,
+        default=90.0,
+        help="give up on one change after this many s (default 90)",
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, default=20.0, help="stop the whole run after this (default 20)"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    if (
+        args.changes < 1
+        or args.batches < 20
+        or not 0 <= args.gap_min <= args.gap_max
+        or args.max_minutes <= 0
+    ):
+        parser.error("--changes >= 1, --batches >= 20, 0 <= --gap-min <= --gap-max, --max-minutes > 0")
+    return args
+
+
+# --- the stack ----------------------------------------------------------------------------------------
+
+
+def stack_env(database_url: str, redis_url: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DASHBOARD_", "OPENAI_", "SYNC_", "ALERTS_", "CELERY_"))
+    }
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SSL_REDIRECT="0",
+        DJANGO_SECURE_COOKIES="0",
+        DASHBOARD_LOGIN_RATE_LIMIT="0",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        PYTHONUNBUFFERED="1",
+        **{KEY_ENV: KEY},
+    )
+    return env
+
+
+def wait_for_log(path: Path, text: bytes, process, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_bytes():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+def start_stack(
+    children: Children, workdir: Path, env: dict[str, str], redis_port: int, web_port: int
+) -> None:
+    redis_server = ensure_debian_package("redis-server", "redis-server")
+    redis = children.start(
+        "redis",
+        [
+            redis_server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        log=workdir / "redis.log",
+    )
+    wait_for_port(redis_port, process=redis)
+    worker_log = workdir / "worker.log"
+    worker = children.start(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dashboard",
+            "worker",
+            "--loglevel=INFO",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"bench-{os.getpid()}@%h",
+        ],
+        log=worker_log,
+        cwd=REPO,
+        env=env,
+    )
+    wait_for_log(worker_log, b" ready.", worker, 60, "the Celery worker")
+    children.start(
+        "beat",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dashboard",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            str(workdir / "celerybeat-schedule"),
+        ],
+        log=workdir / "beat.log",
+        cwd=REPO,
+        env=env,
+    )
+    web = children.start(
+        "web",
+        [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{web_port}"],
+        log=workdir / "web.log",
+        cwd=REPO,
+        env=env,
+    )
+    wait_for_port(web_port, timeout=60, process=web)
+
+
+class Simulator:
+    def __init__(self, base_url: str) -> None:
+        import httpx
+
+        self.control = httpx.Client(base_url=base_url.removesuffix("/v1"), timeout=30)
+
+    def state(self) -> dict[str, Any]:
+        response = self.control.get("/_sim/state")
+        response.raise_for_status()
+        return response.json()
+
+    def batches(self) -> dict[str, dict]:
+        return {batch["id"]: batch for batch in self.state()["batches"]}
+
+    def advance(self, seconds: float) -> None:
+        self.control.post("/_sim/advance", json={"seconds": seconds}).raise_for_status()
+
+    def close(self) -> None:
+        self.control.close()
+
+
+# --- measuring -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    batch_id: str
+    pk: int
+    before: int
+    after: int
+    advanced_s: float
+    at: float  # monotonic time of the advance that made it
+    db_at: float | None = None
+    seen_at: float | None = None
+    timed_out: bool = False
+
+    @property
+    def delay(self) -> float | None:
+        return None if self.seen_at is None else self.seen_at - self.at
+
+
+def completed(batch: dict) -> int:
+    return int((batch.get("request_counts") or {}).get("completed") or 0)
+
+
+def make_change(sim: Simulator, batch_id: str) -> tuple[int, int, float, float] | None:
+    """Advance the clock until `batch_id`'s completed count changes: (before, after, advanced, when)."""
+    before = completed(sim.batches()[batch_id])
+    step, advanced = 1.0, 0.0
+    for attempt in range(60):
+        if attempt and attempt % 10 == 0:
+            step *= 3
+        sim.advance(step)
+        when = time.monotonic()
+        advanced += step
+        batch = sim.batches()[batch_id]
+        if completed(batch) != before:
+            return before, completed(batch), advanced, when
+        if batch["status"] != "in_progress":
+            return None
+    return None
+
+
+def shown_count(page, pk: int) -> int | None:
+    texts = page.locator(f"#batch-{pk} .n-completed").all_inner_texts()
+    if not texts:
+        return None
+    with contextlib.suppress(ValueError):
+        return int(texts[0].strip().replace(",", ""))
+    return None
+
+
+def candidates(page, sim: Simulator, pks: dict[str, int], busy: set[str]) -> list[str]:
+    """Running batches that can still progress, shown on the page and polling, not being measured;
+    the faster half of them (by requests done per second so far), so that a change needs only a short
+    advance of the clock, which moves every other batch too."""
+    state = sim.state()
+    now = state["sim_now"]
+    found = []
+    for batch in state["batches"]:
+        batch_id, counts = batch["id"], batch.get("request_counts") or {}
+        if (
+            batch["status"] == "in_progress"
+            and batch_id in pks
+            and batch_id not in busy
+            and counts.get("total", 0) > counts.get("completed", 0) + counts.get("failed", 0)
+            and page.locator(f"#batch-{pks[batch_id]}[hx-trigger]").count() == 1
+        ):
+            running = max(now - (batch.get("in_progress_at") or now), 1)
+            found.append((counts.get("completed", 0) / running, batch_id))
+    found.sort(reverse=True)
+    return [batch_id for _, batch_id in found[: max(1, (len(found) + 1) // 2)]]
+
+
+def measure(args, page, sim: Simulator, deadline: float) -> tuple[list[Change], int]:
+    from batches.models import Batch
+
+    rng = random.Random(SEED)
+    pks = dict(Batch.objects.values_list("batch_id", "pk"))
+    pending: list[Change] = []
+    finished: list[Change] = []
+    skipped = 0
+    next_change = time.monotonic() + rng.uniform(args.gap_min, args.gap_max)
+    started = 0
+    while (started < args.changes or pending) and time.monotonic() < deadline:
+        now = time.monotonic()
+        if started < args.changes and now >= next_change:
+            choices = candidates(page, sim, pks, {change.batch_id for change in pending})
+            made = None
+            rng.shuffle(choices)
+            for batch_id in choices[:5]:
+                made = make_change(sim, batch_id)
+                if made:
+                    before, after, advanced, when = made
+                    pending.append(Change(batch_id, pks[batch_id], before, after, advanced, when))
+                    started += 1
+                    break
+                skipped += 1
+            if not choices:
+                raise RuntimeError("no running batch left on the page to change; use fewer --changes")
+            next_change = time.monotonic() + rng.uniform(args.gap_min, args.gap_max)
+        if pending:
+            in_db = dict(
+                Batch.objects.filter(pk__in=[change.pk for change in pending]).values_list(
+                    "pk", "completed_requests"
+                )
+            )
+            for change in list(pending):
+                now = time.monotonic()
+                if change.db_at is None and in_db.get(change.pk, 0) >= change.after:
+                    change.db_at = now
+                shown = shown_count(page, change.pk)
+                if shown is not None and shown >= change.after:
+                    change.seen_at = time.monotonic()
+                    if change.db_at is None:
+                        change.db_at = change.seen_at
+                elif now - change.at > args.change_timeout:
+                    change.timed_out = True
+                if change.seen_at is not None or change.timed_out:
+                    pending.remove(change)
+                    finished.append(change)
+                    state = "TIMED OUT" if change.timed_out else f"{change.delay:5.1f} s"
+                    print(
+                        f"  change {len(finished):>3}/{args.changes}: {change.batch_id[:24]} "
+                        f"{change.before} -> {change.after} (+{change.advanced_s:g} simulated s): {state}",
+                        flush=True,
+                    )
+        time.sleep(POLL_SECONDS)
+    for change in pending:  # the deadline came first
+        change.timed_out = True
+        finished.append(change)
+    return finished, skipped
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def figures(args, changes: list[Change], skipped: int, context: dict[str, Any]) -> dict[str, Any]:
+    timeouts = [change for change in changes if change.timed_out]
+    # A change never seen counts as the timeout: it can only make the percentiles worse.
+    delays = [change.delay if change.delay is not None else args.change_timeout for change in changes]
+    sync_lag = [change.db_at - change.at for change in changes if change.db_at is not None and change.seen_at]
+    page_lag = [
+        change.seen_at - change.db_at for change in changes if change.db_at is not None and change.seen_at
+    ]
+
+    def stats(values: list[float]) -> dict[str, float]:
+        if not values:
+            return {}
+        return {
+            "p50": percentile(values, 0.5),
+            "p95": percentile(values, 0.95),
+            "mean": sum(values) / len(values),
+            "min": min(values),
+            "max": max(values),
+        }
+
+    total, sync, page = stats(delays), stats(sync_lag), stats(page_lag)
+    p95 = total["p95"]
+    met = p95 < GOAL_P95_S and not timeouts and len(changes) >= args.changes
+    text = (
+        f"change -> screen p95 = {p95:.1f} s over {len(changes)} changes (p50 {total['p50']:.1f} s; "
+        f"goal p95 < {GOAL_P95_S:g} s): {'met' if met else 'NOT met'}"
+    )
+    if timeouts:
+        text += f"; {len(timeouts)} not seen within {args.change_timeout:g} s"
+    columns = ["delay", "p50", "p95", "mean", "min", "max"]
+
+    def row(label: str, values: dict[str, float]) -> list[str]:
+        return [
+            label,
+            *(f"{values[name]:.1f} s" if values else "-" for name in ("p50", "p95", "mean", "min", "max")),
+        ]
+
+    return {
+        "benchmark": "freshness",
+        "title": f"Freshness: a change in the API to the open page in Chromium, {len(changes)} changes",
+        "date": now_iso(),
+        "changes_requested": args.changes,
+        "changes_measured": len(changes),
+        "timeouts": len(timeouts),
+        "skipped_candidates": skipped,
+        "simulated_batches": args.batches,
+        "gap_s": [args.gap_min, args.gap_max],
+        **context,
+        "delays_s": {"total": total, "sync": sync, "page": page},
+        "changes": [change.__dict__ | {"delay": change.delay} for change in changes],
+        "table": {
+            "columns": columns,
+            "rows": [
+                row("change -> on screen", total),
+                row("of which: change -> in the database (sync)", sync),
+                row("of which: database -> on screen (row poll)", page),
+            ],
+        },
+        "notes": [
+            "default intervals: a connection's refresh_interval 15 s, beat's dispatch every 5 s "
+            "(SYNC_DISPATCH_INTERVAL), a running row's poll every 5 s, the summary's every 10 s.",
+            f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server, a Celery "
+            "worker (prefork, concurrency 2) and beat, runserver with DJANGO_DEBUG=0, SQLite; headless "
+            "Chromium showing /?status=in_progress.",
+            f"changes {args.gap_min:g}-{args.gap_max:g} s apart at random, so they fall anywhere in the "
+            "refresh cycle; the row is read every 0.1 s.",
+            "with these intervals the expected worst case is about 5 (dispatch tick) + 15 (refresh "
+            "interval) + 5 (row poll) s, plus the refresh itself.",
+        ],
+        "headline": {
+            "name": "change -> screen p95",
+            "p95_s": p95,
+            "p50_s": total["p50"],
+            "goal_s": GOAL_P95_S,
+            "met": met,
+            "text": text,
+        },
+    }
+
+
+def print_report(data: dict[str, Any]) -> None:
+    machine = data["machine"]
+    print()
+    print(data["title"])
+    print(f"machine:   {machine_line(machine)}")
+    print()
+    columns, rows = data["table"]["columns"], data["table"]["rows"]
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) + 2 for i in range(len(columns))]
+    for line in [columns, None, *rows]:
+        if line is None:
+            print("-" * sum(widths))
+            continue
+        print(
+            "".join(
+                (f"{c:<{w}}" if i == 0 else f"{c:>{w}}")
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    print()
+    for note in data["notes"]:
+        print(note)
+    print(f"\nHEADLINE  {data['headline']['text']}")
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        ensure_debian_package("chromium", "chromium")
+    deadline = time.monotonic() + args.max_minutes * 60
+    children = Children()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
+    server = sim = None
+    try:
+        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        redis_port, web_port = free_port(), free_port()
+        env = stack_env(database_url, f"redis://127.0.0.1:{redis_port}/0")
+        os.environ.update(env)  # this process reads the same database with the same settings
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's sync API
+        setup_django(database_url)
+        from django.contrib.auth import get_user_model
+
+        from accounts.roles import VIEWER, set_role
+        from batches.models import Batch, Connection
+        from batches.simulator import SimWorld, start_in_thread
+
+        world = SimWorld(seed=SEED, batches=args.batches, speed=0)
+        server, base_url = start_in_thread(world)
+        sim = Simulator(base_url)
+        Connection.objects.filter(from_environment=True).update(enabled=False)
+        Connection.objects.create(
+            name="simulated", base_url=base_url, api_key_env=KEY_ENV
+        )  # default intervals
+        user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+        set_role(user, VIEWER)
+
+        print("starting redis, the Celery worker and beat, and the web server ...", flush=True)
+        start_stack(children, workdir, env, redis_port, web_port)
+        wanted = len(sim.batches())
+        until = time.monotonic() + 120
+        while Batch.objects.count() < wanted:
+            if time.monotonic() > until:
+                log = (workdir / "worker.log").read_text(errors="replace")
+                raise RuntimeError(f"the first full sync did not finish:\n{log[-3000:]}")
+            time.sleep(0.5)
+        print(f"first sync done: {wanted} batches in the database", flush=True)
+
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-component-update",
+                ],
+            )
+            try:
+                page = browser.new_context().new_page()
+                base = f"http://127.0.0.1:{web_port}"
+                page.goto(f"{base}/login/?next=/%3Fstatus%3Din_progress")
+                page.fill("input[name=username]", USERNAME)
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url(re.compile(r".*/\?status=in_progress$"))
+                page.locator("#batch-table tbody tr[hx-trigger]").first.wait_for(timeout=30_000)
+                rows = page.locator("#batch-table tbody tr[hx-trigger]").count()
+                print(f"page open with {rows} polling rows; measuring {args.changes} changes ...", flush=True)
+                changes, skipped = measure(args, page, sim, deadline)
+            finally:
+                browser.close()
+        context = {"machine": describe_machine(), "django": __import__("django").get_version()}
+        data = figures(args, changes, skipped, context)
+        print_report(data)
+        write_json(args.json, data)
+    finally:
+        if sim is not None:
+            sim.close()
+        if server is not None:
+            from batches.simulator import stop
+
+            stop(server)
+        children.close()
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

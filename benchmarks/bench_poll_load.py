@@ -1,0 +1,469 @@
+"""How much polling can the production server take: the row fragment under 200 concurrent clients, against
+a bare Django view under the same server and settings (the ceiling).
+
+    DJANGO_DEBUG=1 uv run python benchmarks/bench_poll_load.py [--seconds 60] [--connections 200]
+        [--workers 2] [--threads 4] [--batches 1000] [--rounds 1] [--json PATH]
+
+Run on demand; it is not part of the test suite. It fills a fresh SQLite file in a temporary directory
+with --batches batches (benchlib.fill_batches) and starts gunicorn, as in production (README:
+`gunicorn dashboard.wsgi`), on 127.0.0.1 at a free port: --workers workers of --threads threads
+(gthread), DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what
+plain HTTP on loopback needs changed (DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0,
+DASHBOARD_LOGIN_RATE_LIMIT=0). The settings module is benchmarks/ceiling_settings.py: the dashboard's
+settings with ROOT_URLCONF = benchmarks/ceiling_urls.py, which is the dashboard's URLs plus
+/bench/ceiling/, a view returning "ok". A viewer signs in once through the real login form (CSRF
+included) and its session cookie goes with every request.
+
+Then wrk (Debian's package; installed when missing), -t2 -c<connections> --latency, each for --seconds
+after a 5 s warm-up, one after the other (the order alternates when --rounds > 1):
+
+  row poll fragment   GET /batches/<pk>/row/ with HX-Request: true, <pk> a running batch
+  ceiling             GET /bench/ceiling/    with the same headers
+
+wrk runs on the same machine, so it takes CPU from the server in both measurements alike: compare the
+ratio, not the absolute figures. Errors are wrk's socket errors (connect, read, write, timeouts over
+--timeout) plus every answer that is not a 200 or that carries HX-Redirect (a lost session sends the
+browser to the login page with a 200). The headline is rps(fragment) / rps(ceiling); the goal (issue 9)
+is >= 0.5 with no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    HERE,
+    REPO,
+    Children,
+    describe_database,
+    describe_machine,
+    ensure_debian_package,
+    fill_batches,
+    free_port,
+    machine_line,
+    now_iso,
+    setup_django,
+    wait_for_port,
+    write_json,
+)
+
+GOAL_RATIO = 0.5
+USERNAME = "bench-viewer"
+PASSWORD = "bench-viewer-password-1"
+RESULT_PREFIX = "BENCH-RESULT "
+POLL = "row_fragment"
+CEILING = "ceiling"
+LABELS = {POLL: "row poll fragment /batches/<pk>/row/", CEILING: "ceiling: bare view, constant string"}
+
+# Counts what wrk alone does not: answers other than 200 (wrk counts only >= 400) and HX-Redirect
+# answers (a lost session). done() prints every figure as one JSON line, latencies in microseconds.
+WRK_SCRIPT = r"""
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  bad_status = 0
+  hx_redirect = 0
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    bad_status = bad_status + 1
+  end
+  if headers["HX-Redirect"] ~= nil or headers["hx-redirect"] ~= nil then
+    hx_redirect = hx_redirect + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local bad, redirects = 0, 0
+  for _, thread in ipairs(threads) do
+    bad = bad + thread:get("bad_status")
+    redirects = redirects + thread:get("hx_redirect")
+  end
+  io.write(string.format(
+    'BENCH-RESULT {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "status_4xx_5xx": %d, "timeout": %d, "bad_status": %d, "hx_redirect": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout, bad, redirects,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--seconds", type=int, default=60, help="seconds of load per measurement (default 60)"
+    )
+    parser.add_argument("--connections", type=int, default=200, help="concurrent connections (default 200)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    parser.add_argument("--batches", type=int, default=1_000, help="batches in the database (default 1000)")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each (default 1)")
+    parser.add_argument(
+        "--timeout", type=int, default=10, help="wrk's request timeout in seconds (default 10)"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 600 or not 1 <= args.connections <= 2000 or args.rounds < 1:
+        parser.error("--seconds must be 1..600, --connections 1..2000, --rounds >= 1")
+    return args
+
+
+def production_env(database_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DASHBOARD_"))}
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SSL_REDIRECT="0",
+        DJANGO_SECURE_COOKIES="0",
+        DASHBOARD_LOGIN_RATE_LIMIT="0",
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="ceiling_settings",
+        PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def prepare_database(url: str, batches: int) -> int:
+    """Fill, create the viewer, and return the pk of a running batch to poll."""
+    setup_django(url)
+    from django.contrib.auth import get_user_model
+
+    from accounts.roles import VIEWER, set_role
+    from batches.models import Batch
+
+    print(f"filling {batches:,} batches ...", flush=True)
+    fill_batches(batches)
+    user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+    set_role(user, VIEWER)
+    running = Batch.objects.filter(status="in_progress").order_by("-created_at").first()
+    from django.db import connections
+
+    connections.close_all()
+    return running.pk
+
+
+def sign_in(base: str) -> str:
+    """The real login form, CSRF token and all; returns the Cookie header to send."""
+    import httpx
+
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as client:
+        form = client.get("/login/")
+        form.raise_for_status()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        if not token:
+            raise RuntimeError("no CSRF token on the login page")
+        answer = client.post(
+            "/login/",
+            data={
+                "csrfmiddlewaretoken": token.group(1),
+                "username": USERNAME,
+                "password": PASSWORD,
+                "next": "/",
+            },
+            headers={"Referer": f"{base}/login/"},
+        )
+        if answer.status_code != 302 or "sessionid" not in client.cookies:
+            raise RuntimeError(f"signing in failed: {answer.status_code} {answer.text[:300]}")
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def verify(base: str, cookie: str, pk: int) -> dict[str, int]:
+    import httpx
+
+    headers = {"Cookie": cookie, "HX-Request": "true"}
+    sizes = {}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        fragment = client.get(f"/batches/{pk}/row/", headers=headers)
+        if (
+            fragment.status_code != 200
+            or f'id="batch-{pk}"' not in fragment.text
+            or "HX-Redirect" in fragment.headers
+        ):
+            raise RuntimeError(
+                f"the row fragment is not served as expected: {fragment.status_code} {fragment.text[:300]}"
+            )
+        ceiling = client.get("/bench/ceiling/", headers=headers)
+        if ceiling.status_code != 200 or ceiling.text != "ok":
+            raise RuntimeError(f"the ceiling view is not served: {ceiling.status_code} {ceiling.text[:300]}")
+        sizes = {POLL: len(fragment.content), CEILING: len(ceiling.content)}
+    return sizes
+
+
+def run_wrk(
+    wrk: str, script: Path, url: str, cookie: str, seconds: int, connections: int, timeout: int
+) -> dict:
+    command = [
+        wrk,
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout}s",
+        "--latency",
+        "-s",
+        str(script),
+        "-H",
+        f"Cookie: {cookie}",
+        "-H",
+        "HX-Request: true",
+        url,
+    ]
+    # Bounded: wrk stops itself after `seconds`; the subprocess timeout is a safety net.
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + timeout + 60, check=False
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line.removeprefix(RESULT_PREFIX))
+            seconds_run = result["duration_us"] / 1e6
+            result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
+            result["errors"] = (
+                result["connect"]
+                + result["read"]
+                + result["write"]
+                + result["timeout"]
+                + result["bad_status"]
+                + result["hx_redirect"]
+            )
+            result["wrk_output"] = done.stdout
+            return result
+    raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux /proc), to show who used the cores."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def gunicorn_pids(master: int) -> list[int]:
+    pids = [master]
+    with contextlib.suppress(OSError):
+        pids += [int(child) for child in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    return pids
+
+
+def figures(
+    args, runs: dict[str, list[dict]], sizes: dict[str, int], context: dict[str, Any]
+) -> dict[str, Any]:
+    def total(key: str, name: str) -> float:
+        return sum(run[name] for run in runs[key])
+
+    measurements = {}
+    for key, key_runs in runs.items():
+        duration = total(key, "duration_us") / 1e6
+        measurements[key] = {
+            "label": LABELS[key],
+            "rps": total(key, "requests") / duration,
+            "requests": int(total(key, "requests")),
+            "p50_ms": max(run["p50_us"] for run in key_runs) / 1000,
+            "p99_ms": max(run["p99_us"] for run in key_runs) / 1000,
+            "max_ms": max(run["max_us"] for run in key_runs) / 1000,
+            "errors": int(total(key, "errors")),
+            "socket_errors": int(
+                sum(run["connect"] + run["read"] + run["write"] + run["timeout"] for run in key_runs)
+            ),
+            "non_200": int(total(key, "bad_status")),
+            "hx_redirect": int(total(key, "hx_redirect")),
+            "server_cpu_ms_per_request": 1000 * total(key, "server_cpu_s") / max(total(key, "requests"), 1),
+            "bytes_per_response": sizes[key],
+            "runs": key_runs,
+        }
+    poll, ceiling = measurements[POLL], measurements[CEILING]
+    ratio = poll["rps"] / ceiling["rps"]
+    errors = poll["errors"] + ceiling["errors"]
+    met = ratio >= GOAL_RATIO and errors == 0
+    text = (
+        f"row poll fragment / ceiling = {ratio:.2f} (requests/s; goal >= {GOAL_RATIO}), "
+        f"{errors} errors (goal 0): {'met' if met else 'NOT met'}"
+    )
+    columns = ["endpoint", "requests/s", "p50", "p99", "max", "errors", "server CPU/req", "vs ceiling"]
+    rows = [
+        [
+            row["label"],
+            f"{row['rps']:,.0f}",
+            f"{row['p50_ms']:.0f} ms",
+            f"{row['p99_ms']:.0f} ms",
+            f"{row['max_ms']:.0f} ms",
+            f"{row['errors']} ({row['non_200']} non-200, {row['socket_errors']} socket)",
+            f"{row['server_cpu_ms_per_request']:.2f} ms",
+            f"{row['rps'] / ceiling['rps']:.2f}x",
+        ]
+        for row in measurements.values()
+    ]
+    return {
+        "benchmark": "poll_load",
+        "title": f"Row poll fragment under {args.connections} concurrent clients vs a bare Django view",
+        "date": now_iso(),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "server": f"gunicorn, {args.workers} workers x {args.threads} threads (gthread), DJANGO_DEBUG=0",
+        "batches": args.batches,
+        "rounds": args.rounds,
+        **context,
+        "measurements": measurements,
+        "table": {"columns": columns, "rows": rows},
+        "notes": [
+            f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1, {args.workers} workers x "
+            f"{args.threads} threads (gthread), production settings (DEBUG off, sessions in the database, "
+            f"SQLite in WAL mode with a new connection per request as the settings configure); "
+            f"{args.batches:,} batches.",
+            f"wrk {context['wrk']}: 2 threads, {args.connections} connections, {args.seconds} s per "
+            f"measurement x {args.rounds} after a 5 s warm-up, keep-alive, a viewer's session cookie and "
+            f"HX-Request: true; timeout {args.timeout} s. wrk shares the machine's cores with the server.",
+            "server CPU/req: the gunicorn processes' CPU time during the run divided by the requests.",
+        ],
+        "headline": {
+            "name": "row poll fragment / ceiling",
+            "ratio": ratio,
+            "goal": GOAL_RATIO,
+            "errors": errors,
+            "met": met,
+            "text": text,
+        },
+    }
+
+
+def print_report(data: dict[str, Any]) -> None:
+    machine = data["machine"]
+    print()
+    print(data["title"])
+    print(f"machine:   {machine_line(machine)}")
+    print(f"server:    {data['server']}; {machine['python']}, Django {data['django']}")
+    print()
+    columns, rows = data["table"]["columns"], data["table"]["rows"]
+    widths = [max(len(str(row[i])) for row in [columns, *rows]) + 2 for i in range(len(columns))]
+    for line in [columns, None, *rows]:
+        if line is None:
+            print("-" * sum(widths))
+            continue
+        print(
+            "".join(
+                (f"{c:<{w}}" if i == 0 else f"{c:>{w}}")
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    print()
+    for note in data["notes"]:
+        print(note)
+    print(f"\nHEADLINE  {data['headline']['text']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = ensure_debian_package("wrk", "wrk")
+    children = Children()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-poll-"))
+    try:
+        url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        pk = prepare_database(url, args.batches)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = production_env(url)
+        gunicorn = children.start(
+            "gunicorn",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dashboard.wsgi:application",
+                f"--bind=127.0.0.1:{port}",
+                f"--workers={args.workers}",
+                "--worker-class=gthread",
+                f"--threads={args.threads}",
+                "--backlog=2048",
+                "--log-level=warning",
+                "--timeout=60",
+            ],
+            log=workdir / "gunicorn.log",
+            cwd=REPO,
+            env=env,
+        )
+        wait_for_port(port, process=gunicorn)
+        cookie = sign_in(base)
+        sizes = verify(base, cookie, pk)
+        script = workdir / "bench.lua"
+        script.write_text(WRK_SCRIPT)
+        targets = {POLL: f"{base}/batches/{pk}/row/", CEILING: f"{base}/bench/ceiling/"}
+        for key, target in targets.items():
+            print(f"warm-up: {key}, 5 s ...", flush=True)
+            run_wrk(wrk, script, target, cookie, 5, min(args.connections, 50), args.timeout)
+        runs: dict[str, list[dict]] = {POLL: [], CEILING: []}
+        for index in range(args.rounds):
+            order = [POLL, CEILING] if index % 2 == 0 else [CEILING, POLL]
+            for key in order:
+                print(
+                    f"round {index + 1}/{args.rounds}: {key}, {args.connections} connections, "
+                    f"{args.seconds} s ...",
+                    flush=True,
+                )
+                pids = gunicorn_pids(gunicorn.pid)
+                cpu_before = process_cpu_seconds(pids)
+                result = run_wrk(
+                    wrk, script, targets[key], cookie, args.seconds, args.connections, args.timeout
+                )
+                result["server_cpu_s"] = process_cpu_seconds(pids) - cpu_before
+                print(
+                    f"  {result['rps']:,.0f} requests/s, p50 {result['p50_us'] / 1000:.0f} ms, "
+                    f"p99 {result['p99_us'] / 1000:.0f} ms, {result['errors']} errors",
+                    flush=True,
+                )
+                runs[key].append(result)
+        if gunicorn.poll() is not None:
+            raise RuntimeError(f"gunicorn exited during the run:\n{(workdir / 'gunicorn.log').read_text()}")
+        log = (workdir / "gunicorn.log").read_text(errors="replace")
+        from importlib import metadata
+
+        import django
+
+        version = subprocess.run(
+            [wrk, "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        context = {
+            "machine": describe_machine(),
+            "database": describe_database(),
+            "django": django.get_version(),
+            "gunicorn": metadata.version("gunicorn"),
+            "wrk": version[1] if len(version) > 1 else "?",
+            "server_log_tail": log[-4000:],
+        }
+        data = figures(args, runs, sizes, context)
+        print_report(data)
+        if log.strip():
+            print(f"\ngunicorn's log (warnings and errors), last lines:\n{log[-1500:]}")
+        write_json(args.json, data)
+    finally:
+        children.close()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
