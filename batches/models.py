@@ -142,6 +142,7 @@ class Batch(models.Model):
                 name="batch_active_by_connection",
             ),
             models.Index(fields=("-done_ratio", "-id"), name="batch_progress"),
+            models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
             models.Index(fields=("endpoint",), name="batch_endpoint"),
             models.Index(fields=("model",), name="batch_model"),
         ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -213,13 +214,27 @@ def batch_page(filters: BatchFilters, cursor: str | None, page_size: int = PAGE_
     )
 
 
+STATUS_COUNTS_SECONDS = 5
+
+
 def status_counts(filters: BatchFilters) -> dict[str, int]:
-    """Counts per status under every filter but the status one, so the cards can act as filters."""
-    counts = dict.fromkeys(KNOWN_STATUSES, 0)
-    rows = filters.apply(Batch.objects.all(), with_status=False).values("status").annotate(n=Count("id"))
-    for row in rows:
-        counts[row["status"]] = row["n"]
-    return counts
+    """Counts per status under every filter but the status one, so the cards can act as filters.
+
+    Counting is a scan of every matching row, paid by every page and every summary poll of every
+    open tab; the sync changes them every few seconds at most, so a few seconds' cache is enough."""
+
+    def count() -> dict[str, int]:
+        counts = dict.fromkeys(KNOWN_STATUSES, 0)
+        queryset = filters.apply(Batch.objects.all(), with_status=False)
+        for row in queryset.values("status").annotate(n=Count("id")):
+            counts[row["status"]] = row["n"]
+        return counts
+
+    key = (
+        "batches:status-counts:"
+        + hashlib.sha256(repr(replace(filters, statuses=(), sort="")).encode()).hexdigest()
+    )
+    return cache.get_or_set(key, count, STATUS_COUNTS_SECONDS)
 
 
 FILTER_CHOICES_SECONDS = 60

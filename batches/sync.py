@@ -551,8 +551,13 @@ def claim_due_work(connection: Connection, now: datetime | None = None) -> list[
         current = getattr(connection, field_name)
         if current is not None and current > now:
             continue
+        # Fixed rate: the next run is due one interval after this one was due, not after the beat tick
+        # that noticed it, so the dispatcher's tick does not stretch every interval. After a long
+        # pause (a backoff, a stopped beat) the schedule restarts from now rather than catching up.
+        step = timedelta(seconds=interval)
+        following = current + step if current is not None and current + step > now else now + step
         claimed = Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(
-            **{field_name: now + timedelta(seconds=interval)}
+            **{field_name: following}
         )
         if claimed:
             due.append(kind)

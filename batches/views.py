@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -99,7 +99,8 @@ def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if next_url and url_has_allowed_host_and_scheme(
         next_url, {request.get_host()}, require_https=request.is_secure()
     ):
-        return redirect(next_url)
+        # Not redirect(), which would take a bare word like "status" for a view name and fail.
+        return HttpResponseRedirect(next_url)
     return redirect("batches:detail", pk=batch.pk)
 
 

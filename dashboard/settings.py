@@ -98,7 +98,6 @@ _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_che
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the Celery workers write to the same file: WAL lets readers go on while a
     # worker writes, and IMMEDIATE transactions wait for the lock instead of failing mid-transaction.
-    _database["CONN_MAX_AGE"] = 0
     _database["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -113,6 +112,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Every poll reads the session: keep it in the cache too (the database stays the source of truth).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -161,6 +162,8 @@ CONTENT_SECURITY_POLICY = {
 AXES_FAILURE_LIMIT = env_int("DASHBOARD_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_float("DASHBOARD_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The username as sent, cut to the length axes can store (see the function).
+AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "locked_out.html"
 AXES_ENABLED = env_bool("DASHBOARD_LOGIN_RATE_LIMIT", True)
@@ -222,7 +225,7 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 register_secret(METRICS_TOKEN)
 
 # Beat only ticks the dispatcher; each connection's own intervals decide what runs.
-SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 5.0, minimum=1.0)
+SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 2.0, minimum=1.0)
 # After a failed sync (other than a 429, which says how long to wait) the connection waits this many
 # seconds, doubling with each further failure up to 5 minutes.
 SYNC_FAILURE_BACKOFF = env_float("SYNC_FAILURE_BACKOFF", 5.0, minimum=0.0)

@@ -381,3 +381,20 @@ def no_api_key_reaches_a_page_or_a_log_line():
         if any(secret in line for line in scanner.lines) or any(secret.encode() in body for body in bodies)
     ]
     assert leaks == [], "API keys leaked into a page or a log line"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here rather than in pyproject.toml: `pytest -m faults tests/faults` runs the fault suite.
+    config.addinivalue_line(
+        "markers", "faults: fault injection (API faults, Redis and PostgreSQL outages, random requests)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Pages cache a few figures for seconds; each test starts from an empty cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
