@@ -27,3 +27,18 @@ class RoleAwareModelBackend(ModelBackend):
             return None
         remember_role(user, ROLES[user.role_rank] if user.role_rank >= 0 else None)
         return user
+
+
+AXES_USERNAME_LENGTH = 255  # django-axes' username columns
+
+
+def axes_username(request: Any, credentials: dict[str, Any] | None = None) -> str | None:
+    """The username django-axes records and locks out by (AXES_USERNAME_CALLABLE): the one signed in
+    with, cut to axes' 255-character columns. Django's sign-in form does not enforce the username's
+    max_length, so a longer one (only scanners send them) reached the database, and PostgreSQL refused
+    the row: a 500 on the sign-in pages. django-axes#1381; its proposed fix (#1480) truncates likewise."""
+    if credentials:
+        username = credentials.get("username")
+    else:
+        username = getattr(request, "data", request.POST).get("username")
+    return username[:AXES_USERNAME_LENGTH] if isinstance(username, str) else username

@@ -27,3 +27,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 class WebhookReceiptAdmin(admin.ModelAdmin):
     list_display = ("webhook_id", "event_type", "connection", "batch_id", "received_at")
     readonly_fields = ("webhook_id", "event_type", "connection", "batch_id", "received_at")
+
+    def has_add_permission(self, request) -> bool:
+        # Receipts are written by the webhook endpoint only; an empty add form could not be saved.
+        return False

@@ -20,8 +20,11 @@ TOKEN_KINDS = ("input", "cached", "output", "reasoning", "total")
 
 def find_connection(ref: str) -> Connection | None:
     """A connection by name, or else by id (names win: a connection may well be called "2")."""
+    if "\x00" in ref:  # no name holds one, and PostgreSQL refuses it in a query
+        return None
     connection = Connection.objects.filter(name=ref).first()
-    if connection is None and ref.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if connection is None and ref.isdecimal():
         connection = Connection.objects.filter(pk=int(ref)).first()
     return connection
 
