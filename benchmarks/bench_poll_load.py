@@ -330,8 +330,8 @@ def figures(
         "table": {"columns": columns, "rows": rows},
         "notes": [
             f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1, {args.workers} workers x "
-            f"{args.threads} threads (gthread), production settings (DEBUG off, sessions in the database, "
-            f"SQLite in WAL mode with a new connection per request as the settings configure); "
+            f"{args.threads} threads (gthread), production settings (DEBUG off, sessions cached in front of "
+            f"the database, persistent SQLite connections in WAL mode, as dashboard.settings configures); "
             f"{args.batches:,} batches.",
             f"wrk {context['wrk']}: 2 threads, {args.connections} connections, {args.seconds} s per "
             f"measurement x {args.rounds} after a 5 s warm-up, keep-alive, a viewer's session cookie and "
