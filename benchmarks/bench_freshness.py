@@ -57,6 +57,7 @@ from benchlib import (
     machine_line,
     now_iso,
     percentile,
+    print_table,
     setup_django,
     wait_for_port,
     write_json,
@@ -454,18 +455,7 @@ def print_report(data: dict[str, Any]) -> None:
     print(data["title"])
     print(f"machine:   {machine_line(machine)}")
     print()
-    columns, rows = data["table"]["columns"], data["table"]["rows"]
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) + 2 for i in range(len(columns))]
-    for line in [columns, None, *rows]:
-        if line is None:
-            print("-" * sum(widths))
-            continue
-        print(
-            "".join(
-                (f"{c:<{w}}" if i == 0 else f"{c:>{w}}")
-                for i, (c, w) in enumerate(zip(line, widths, strict=True))
-            )
-        )
+    print_table(data["table"]["columns"], data["table"]["rows"])
     print()
     for note in data["notes"]:
         print(note)

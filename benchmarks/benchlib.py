@@ -450,3 +450,18 @@ def now_iso() -> str:
 def ms(seconds: float) -> str:
     value = seconds * 1000
     return f"{value:.1f} ms" if value < 1000 else f"{value:,.0f} ms"
+
+
+def print_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
+    """The first column left-aligned, the figures right-aligned, a rule under the header."""
+    widths = [max(len(str(row[i])) for row in [columns, *rows]) + 2 for i in range(len(columns))]
+    for line in [columns, None, *rows]:
+        if line is None:
+            print("-" * sum(widths))
+            continue
+        print(
+            "".join(
+                (f"{c:<{w}}" if i == 0 else f"{c:>{w}}")
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )

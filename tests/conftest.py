@@ -181,6 +181,29 @@ def start_worker(transactional_db, redis_settings: str, tmp_path: Path):
         worker.stop()
 
 
+def start_beat_process(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
+    """A real `celery beat` in its own session (so that killpg stops it), logging to tmp_path."""
+    log = (tmp_path / "beat.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dashboard",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def start_beat(transactional_db, redis_settings: str, tmp_path: Path):
     """Starts a real `celery beat` that ticks the sync dispatcher every second."""
@@ -188,25 +211,7 @@ def start_beat(transactional_db, redis_settings: str, tmp_path: Path):
 
     def start(**env_overrides: str) -> subprocess.Popen:
         env = subprocess_env(REDIS_URL=redis_settings, SYNC_DISPATCH_INTERVAL="1", **env_overrides)
-        log = (tmp_path / "beat.log").open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "dashboard",
-                "beat",
-                "--loglevel=INFO",
-                "--schedule",
-                str(tmp_path / "beat-schedule"),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = start_beat_process(env, tmp_path)
         processes.append(process)
         return process
 

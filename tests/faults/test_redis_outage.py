@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -16,7 +14,7 @@ from django.utils import timezone
 from batches import tasks
 from batches.models import Batch, Connection
 from dashboard.celery import app as celery_app
-from tests.conftest import REPO, WorkerProcess, free_port, subprocess_env
+from tests.conftest import WorkerProcess, free_port, start_beat_process, subprocess_env
 from tests.factories import make_user
 from tests.faults.conftest import fetch_dashboard_pages
 from tests.test_celery_sync import assert_mirror, wait_until
@@ -30,28 +28,6 @@ def _mirrors(simulator, connection: Connection) -> bool:
     except AssertionError:
         return False
     return True
-
-
-def _start_beat(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
-    log = (tmp_path / "beat.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "dashboard",
-            "beat",
-            "--loglevel=INFO",
-            "--schedule",
-            str(tmp_path / "beat-schedule"),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -103,7 +79,7 @@ def test_pages_and_cancel_work_without_redis_and_syncing_resumes_when_it_returns
         OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
     )
     worker = WorkerProcess(env, tmp_path / "worker.log")
-    beat = _start_beat(env, tmp_path)
+    beat = start_beat_process(env, tmp_path)
     try:
         wait_until(lambda: _mirrors(simulator, connection), timeout=60, message="the first sync")
 
