@@ -44,12 +44,10 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         context["page"] = selectors.batch_page(filters, request.GET.get("cursor"))
     if target != "batch-table":
         connections = selectors.all_connections()
-        context.update(
-            counts=selectors.status_counts(filters),
-            health=selectors.sync_health(connections),
-            choices=selectors.filter_choices(connections),
-            sort_labels=selectors.SORT_LABELS,
-        )
+        context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
+    if target not in ("summary", "batch-table"):
+        # The filter form is only on the full page; the summary poll needs none of it.
+        context.update(choices=selectors.filter_choices(connections), sort_labels=selectors.SORT_LABELS)
     template = "batches/list.html"
     if target == "batch-table":
         template += "#table"
