@@ -207,6 +207,18 @@ class Progress:
     def remaining(self) -> int:
         return max(self.total - self.completed - self.failed, 0)
 
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def completed_width(self) -> str:
+        return f"{self.completed_pct:.2f}%"
+
+    @property
+    def failed_width(self) -> str:
+        return f"{self.failed_pct:.2f}%"
+
 
 class BatchStatusChange(models.Model):
     """One observed status change. A batch enters each status at most once, which makes

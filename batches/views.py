@@ -5,14 +5,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.roles import OPERATOR, role_required
-from batches import selectors, services
+from accounts.roles import OPERATOR, can_operate, role_required
+from batches import rows, selectors, services
 from batches.models import Batch
 
 
@@ -28,6 +28,15 @@ def _row_context(request: HttpRequest) -> dict:
     }
 
 
+def _row(request: HttpRequest, batch: Batch, context: dict) -> rows.Row:
+    return rows.row(
+        batch,
+        now=context["now"],
+        stalled_after=context["stalled_after"],
+        can_operate=can_operate(request.user),
+    )
+
+
 @require_GET
 @login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
@@ -41,7 +50,8 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         "query_without_status": _query_without(request, "cursor", "status"),
     }
     if target != "summary":
-        context["page"] = selectors.batch_page(filters, request.GET.get("cursor"))
+        page = selectors.batch_page(filters, request.GET.get("cursor"))
+        context.update(page=page, rows=[_row(request, batch, context) for batch in page.rows])
     if target != "batch-table":
         connections = selectors.all_connections()
         context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
@@ -59,8 +69,22 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = _get_batch_for_user(request, pk)
-    return render(request, "batches/list.html#row", {**_row_context(request), "batch": batch})
+    """One row of the list, polled by the browser every few seconds while its batch is active. The
+    poll carries the version of the row the browser shows (?v=); if nothing on it changed, a 204
+    tells htmx to keep it, which costs a query and no render."""
+    batch = selectors.row_batch(pk)
+    if batch is None:
+        raise Http404("No such batch.")
+    context = _row_context(request)
+    shown = request.GET.get("v")
+    if shown and shown == selectors.row_version(
+        batch,
+        now=context["now"],
+        stalled_after=context["stalled_after"],
+        can_operate=can_operate(request.user),
+    ):
+        return HttpResponse(status=204)
+    return render(request, "batches/list.html#row", {**context, "row": _row(request, batch, context)})
 
 
 @require_GET
@@ -87,11 +111,14 @@ def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "batches/cancel.html", {"batch": batch, "next": request.GET.get("next", "")})
     outcome = services.cancel_batch(batch, user=request.user, request=request)
+    if request.htmx and request.POST.get("from") == "row":
+        context = {**_row_context(request), "cancel_outcome": outcome}
+        context["row"] = _row(request, selectors.row_batch(batch.pk), context)
+        return render(request, "batches/list.html#row", context)
     batch.refresh_from_db()
     if request.htmx:
         context = {**_row_context(request), "batch": batch, "cancel_outcome": outcome}
-        target = "batches/list.html#row" if request.POST.get("from") == "row" else "batches/detail.html#live"
-        return render(request, target, context)
+        return render(request, "batches/detail.html#live", context)
     (messages.success if outcome.ok else messages.error)(request, outcome.message)
     next_url = request.POST.get("next", "")
     if next_url and url_has_allowed_host_and_scheme(

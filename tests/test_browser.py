@@ -1,7 +1,10 @@
 """The pages in a real headless Chromium against Django's live server."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from tests.factories import make_batch
@@ -36,6 +39,25 @@ def test_a_running_row_updates_itself_without_a_reload(page, live_server):
     type(batch).objects.filter(pk=batch.pk).update(completed_requests=77, status="finalizing")
     expect(page.locator(f"#batch-{batch.pk}")).to_contain_text("77 done", timeout=15000)
     assert "finalizing" in page.locator(f"#batch-{batch.pk}").inner_text()
+
+
+def test_an_unchanged_row_is_kept_while_its_times_tick_in_the_browser(page, live_server):
+    created = timezone.now() - timedelta(minutes=2)
+    batch = make_batch(batch_id="batch_ticking", status="in_progress", created_at=created)
+    polls: list[int] = []
+    page.on("response", lambda response: "/row/" in response.url and polls.append(response.status))
+    sign_in(page, live_server)
+    row = page.locator(f"#batch-{batch.pk}")
+    ago = row.locator('time[data-relative="ago"]').first
+    before = ago.inner_text()
+    assert before.startswith("2m ") and before.endswith(" ago"), before
+    # A mark on the row's element survives only if htmx never swaps the row.
+    row.evaluate("element => { element.dataset.mark = 'kept' }")
+    page.wait_for_timeout(6500)  # more than one 5 s poll
+    assert polls and set(polls) == {204}, polls
+    assert row.get_attribute("data-mark") == "kept"
+    assert ago.inner_text() != before
+    assert row.locator('time[data-relative="elapsed"]').inner_text().startswith("2m ")
 
 
 def test_filters_live_in_the_url_and_the_back_button_works(page, live_server):

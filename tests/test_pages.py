@@ -1,6 +1,14 @@
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from accounts.roles import OPERATOR, set_role
+from batches.models import Batch
 from tests.factories import make_batch, make_connection
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +34,7 @@ def test_it_lists_batches_from_the_database(client, member):
     body = response.content.decode()
     assert "batch_visible_one" in body
     assert "run=nightly" in body
-    assert f'hx-get="/batches/{batch.pk}/row/"' in body
+    assert f'hx-get="/batches/{batch.pk}/row/?v=' in body
 
 
 def test_a_terminal_row_renders_without_its_polling_trigger(client, member):
@@ -40,6 +48,100 @@ def test_an_active_row_keeps_polling(client, member):
     running = make_batch(status="in_progress")
     response = client.get(f"/batches/{running.pk}/row/", HTTP_HX_REQUEST="true")
     assert 'hx-trigger="every 5s"' in response.content.decode()
+
+
+def _polled_url(body: str, pk: int) -> str:
+    match = re.search(rf'hx-get="(/batches/{pk}/row/\?v=[0-9a-f]+)"', body)
+    assert match, body
+    return match.group(1)
+
+
+def test_an_unchanged_row_answers_204_and_a_changed_one_renders(client, member):
+    running = make_batch(status="in_progress", total_requests=100, completed_requests=10, failed_requests=0)
+    polled = _polled_url(client.get("/").content.decode(), running.pk)
+    unchanged = client.get(polled, HTTP_HX_REQUEST="true")
+    assert unchanged.status_code == 204
+    assert unchanged.content == b""
+
+    Batch.objects.filter(pk=running.pk).update(completed_requests=11)
+    changed = client.get(polled, HTTP_HX_REQUEST="true")
+    assert changed.status_code == 200
+    assert ">11</span> done" in changed.content.decode()
+    # The new row carries the new version, which is unchanged on the next poll.
+    assert (
+        client.get(_polled_url(changed.content.decode(), running.pk), HTTP_HX_REQUEST="true").status_code
+        == 204
+    )
+
+
+def test_a_row_polled_with_a_stale_or_garbage_version_renders(client, member):
+    running = make_batch(status="in_progress")
+    for version in ("", "0123456789abcdef", "x" * 500, "\x00"):
+        response = client.get(f"/batches/{running.pk}/row/", {"v": version}, HTTP_HX_REQUEST="true")
+        assert response.status_code == 200
+        assert f'id="batch-{running.pk}"' in response.content.decode()
+
+
+def test_a_row_renders_again_when_each_thing_it_shows_changes(client, member):
+    now = timezone.now()
+    running = make_batch(
+        status="in_progress", total_requests=100, completed_requests=10, last_progress_at=now
+    )
+    polled = _polled_url(client.get("/").content.decode(), running.pk)
+    changes = [
+        {"last_synced_at": now + timedelta(seconds=15)},
+        {"failed_requests": 3},
+        {"total_requests": 120},
+        {"status": "finalizing"},
+        {"listed": False},
+        # No request finished for longer than STALLED_AFTER_MINUTES: the row turns stalled.
+        {"last_progress_at": now - timedelta(days=1)},
+    ]
+    for change in changes:
+        original = {name: getattr(running, name) for name in change}
+        Batch.objects.filter(pk=running.pk).update(**change)
+        assert client.get(polled, HTTP_HX_REQUEST="true").status_code == 200, change
+        Batch.objects.filter(pk=running.pk).update(**original)
+        assert client.get(polled, HTTP_HX_REQUEST="true").status_code == 204, change
+
+
+def test_a_row_version_is_per_role_so_a_promoted_user_gets_the_cancel_button(client, member):
+    running = make_batch(status="in_progress")
+    polled = _polled_url(client.get("/").content.decode(), running.pk)
+    set_role(member, OPERATOR)
+    promoted = client.get(polled, HTTP_HX_REQUEST="true")
+    assert promoted.status_code == 200
+    assert ">Cancel<" in promoted.content.decode()
+
+
+def test_a_row_shows_relative_times_the_browser_keeps_ticking(client, member):
+    now = timezone.now()
+    running = make_batch(
+        status="in_progress",
+        created_at=now - timedelta(minutes=12, seconds=5),
+        last_synced_at=now,
+        eta_at=now + timedelta(hours=2, minutes=3, seconds=30),
+    )
+    body = client.get(f"/batches/{running.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
+    assert re.search(r'data-relative="ago">12m [56]s ago</time>', body), body
+    assert re.search(r'data-relative="elapsed">12m [56]s</time>', body), body
+    assert re.search(r'data-relative="until">in 2h 3m</time>', body), body
+    done = make_batch(status="completed", created_at=now - timedelta(hours=1), completed_at=now)
+    body = client.get(f"/batches/{done.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-relative="elapsed"' not in body  # a finished batch's elapsed time is fixed
+    assert "<td>1h 0m</td>" in body
+
+
+def test_a_row_renders_with_no_query_beyond_its_own_load(client, member):
+    running = make_batch(status="in_progress", metadata={"team": "a"}, eta_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/batches/{running.pk}/row/", HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert running.batch_id in body
+    assert running.connection.name in body
+    assert "team=a" in body
+    batch_queries = [query["sql"] for query in queries if "batches_" in query["sql"]]
+    assert len(batch_queries) == 1, batch_queries  # no deferred column is read after the row's load
 
 
 def test_a_batch_with_no_requests_yet_shows_waiting(client, member):

@@ -1,75 +1,44 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django import template
 from django.utils import timezone
 
+from batches import rows
+
 register = template.Library()
-
-
-@register.filter
-def duration(value: timedelta | None) -> str:
-    """A compact human duration: 45s, 12m 5s, 3h 4m, 2d 5h."""
-    if value is None:
-        return ""
-    seconds = int(value.total_seconds())
-    if seconds < 0:
-        return ""
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
+# The texts rows.py also writes: one definition for the row's Python and the pages' templates.
+register.filter("duration", rows.duration)
+register.filter("status_class", rows.status_class)
+register.filter("status_label", rows.status_label)
 
 
 @register.filter
 def since(value: datetime | None) -> str:
     if value is None:
         return ""
-    return duration(timezone.now() - value)
+    return rows.duration(timezone.now() - value)
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """Like "12m 5s ago"; static/js/app.js keeps it ticking (data-relative="ago") between renders."""
+    return rows.ago_text(value, timezone.now()) if value is not None else ""
+
+
+@register.filter
+def until(value: datetime | None) -> str:
+    """Like "in 12m 5s", or "any moment now" once passed; app.js ticks it (data-relative="until")."""
+    return rows.until_text(value, timezone.now()) if value is not None else ""
 
 
 @register.filter
 def between(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
-    return duration(end - start)
-
-
-@register.simple_tag
-def elapsed(batch) -> str:
-    if batch.created_at is None:
-        return ""
-    end = None
-    for name in ("completed_at", "failed_at", "expired_at", "cancelled_at"):
-        end = end or getattr(batch, name)
-    return duration((end or timezone.now()) - batch.created_at)
-
-
-@register.filter
-def status_class(status: str) -> str:
-    return {
-        "completed": "ok",
-        "failed": "bad",
-        "expired": "bad",
-        "cancelled": "muted",
-        "cancelling": "warn",
-        "in_progress": "run",
-        "finalizing": "run",
-        "validating": "wait",
-    }.get(status, "unknown")
-
-
-@register.filter
-def status_label(status: str) -> str:
-    return status.replace("_", " ")
+    return rows.duration(end - start)
 
 
 @register.simple_tag(takes_context=True)
@@ -77,6 +46,11 @@ def is_stalled(context, batch) -> bool:
     now = context.get("now") or timezone.now()
     after = context.get("stalled_after")
     return bool(after) and batch.is_stalled(now, after)
+
+
+@register.simple_tag
+def cancel_button(batch, origin: str) -> dict:
+    return rows.cancel_button(batch, origin)
 
 
 @register.filter

@@ -35,3 +35,44 @@
   document.addEventListener("DOMContentLoaded", renderToggle);
   document.addEventListener("htmx:afterSwap", renderToggle);
 })();
+
+// Relative times ("12m 5s ago", "in 3m", a running batch's elapsed time) tick here between renders,
+// so that a row poll can answer 204 when nothing but the clock moved. The text is the server's
+// format (batches/templatetags/batch_tags.py: duration, ago, until); the server's clock is the
+// reference (data-now on <html>), so a skewed client clock does not shift it.
+(function () {
+  const rendered = Date.parse(document.documentElement.dataset.now || "");
+  const skew = isNaN(rendered) ? 0 : rendered - Date.now();
+  function duration(seconds) {
+    seconds = Math.floor(seconds);
+    if (seconds < 0) return "";
+    const days = Math.floor(seconds / 86400);
+    const hours = Math.floor((seconds % 86400) / 3600);
+    const minutes = Math.floor((seconds % 3600) / 60);
+    const secs = seconds % 60;
+    if (days) return days + "d " + hours + "h";
+    if (hours) return hours + "h " + minutes + "m";
+    if (minutes) return minutes + "m " + secs + "s";
+    return secs + "s";
+  }
+  function tick() {
+    if (document.hidden) return;
+    const now = Date.now() + skew;
+    document.querySelectorAll("time[data-relative]").forEach(function (element) {
+      const at = Date.parse(element.getAttribute("datetime"));
+      if (isNaN(at)) return;
+      const kind = element.dataset.relative;
+      let text;
+      if (kind === "ago") {
+        text = (duration((now - at) / 1000) || "0s") + " ago";
+      } else if (kind === "elapsed") {
+        text = duration((now - at) / 1000);
+      } else if (kind === "until") {
+        text = at - now >= 1000 ? "in " + duration((at - now) / 1000) : "any moment now";
+      }
+      if (text !== undefined && element.textContent !== text) element.textContent = text;
+    });
+  }
+  setInterval(tick, 1000);
+  document.addEventListener("htmx:afterSwap", tick);
+})();

@@ -1,0 +1,183 @@
+"""What a row of the batch list shows, worked out in Python once per row.
+
+The list renders fifty rows and every poll renders one; in Django's template language each filter and
+each lookup costs microseconds, so the row's strings (formatted times, labels, chips, the poll URL)
+are made here and the template (templates/batches/list.html#row) only places them. A row is a plain
+dict because the template language looks keys up in a dict before trying attributes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from django.urls import reverse
+from django.utils import timezone
+
+from batches import selectors
+from batches.models import Batch, Progress
+
+
+def duration(value: timedelta | None) -> str:
+    """A compact human duration: 45s, 12m 5s, 3h 4m, 2d 5h."""
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    if seconds < 0:
+        return ""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def ago_text(value: datetime, now: datetime) -> str:
+    # A clock a little behind the API's would give a negative age: say 0s rather than nothing.
+    return f"{duration(now - value) or '0s'} ago"
+
+
+def until_text(value: datetime, now: datetime) -> str:
+    left = value - now
+    return f"in {duration(left)}" if left >= timedelta(seconds=1) else "any moment now"
+
+
+def status_class(status: str) -> str:
+    return {
+        "completed": "ok",
+        "failed": "bad",
+        "expired": "bad",
+        "cancelled": "muted",
+        "cancelling": "warn",
+        "in_progress": "run",
+        "finalizing": "run",
+        "validating": "wait",
+    }.get(status, "unknown")
+
+
+def status_label(status: str) -> str:
+    return status.replace("_", " ")
+
+
+CHIP_KEY_CHARS = 20
+CHIP_VALUE_CHARS = 24
+
+
+class Moment(TypedDict):
+    iso: str  # the <time datetime> the browser ticks from
+    title: str  # the exact time, shown on hover
+    relative: str  # "12m 5s ago", "in 3m 2s"
+
+
+class CancelButton(TypedDict):
+    url: str
+    origin: str  # "row" or "detail": which fragment the cancel view answers with
+    target: str
+    confirm: str
+
+
+def cancel_button(batch: Batch, origin: str) -> CancelButton:
+    """What templates/batches/_cancel_button.html needs, for the list's row or the detail page."""
+    return {
+        "url": reverse("batches:cancel", args=[batch.pk]),
+        "origin": origin,
+        "target": f"#batch-{batch.pk}" if origin == "row" else "#batch-live",
+        "confirm": (
+            f"Cancel {batch.batch_id}? {batch.completed_requests + batch.failed_requests} of "
+            f"{batch.total_requests} requests are done; partial results are kept; cancelling can take up "
+            "to 10 minutes."
+        ),
+    }
+
+
+class Row(TypedDict):
+    pk: int
+    batch_id: str
+    status: str
+    status_class: str
+    status_label: str
+    stalled: bool
+    listed: bool
+    progress: Progress
+    connection_name: str
+    endpoint: str
+    model: str
+    chips: list[tuple[str, str]]
+    created: Moment | None
+    elapsed: str
+    elapsed_ticks: bool
+    eta: Moment | None
+    rate_per_minute: str
+    eta_after_expiry: bool
+    expires_title: str
+    synced: Moment | None
+    poll_url: str
+    detail_url: str
+    cancel: CancelButton | None  # None unless the batch can be cancelled and the user may
+
+
+def _moment(value: datetime, relative: str) -> Moment:
+    local = timezone.localtime(value)
+    return {"iso": local.isoformat(), "title": local.strftime("%Y-%m-%d %H:%M:%S %Z"), "relative": relative}
+
+
+def _truncate(text: str, limit: int) -> str:
+    """As the truncatechars filter does: at most `limit` characters, the last an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _chips(metadata: Any) -> list[tuple[str, str]]:
+    if not isinstance(metadata, dict):
+        return []
+    return [
+        (f"{key}={value}", f"{_truncate(str(key), CHIP_KEY_CHARS)}={_truncate(str(value), CHIP_VALUE_CHARS)}")
+        for key, value in metadata.items()
+    ]
+
+
+def _elapsed(batch: Batch, now: datetime) -> str:
+    if batch.created_at is None:
+        return ""
+    end = batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
+    return duration((end or now) - batch.created_at)
+
+
+def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> Row:
+    """`batch` as loaded by selectors (ROW_FIELDS and connection_name)."""
+    running = batch.status == "in_progress"
+    eta_shown = bool(batch.eta_at and running)
+    version = selectors.row_version(batch, now=now, stalled_after=stalled_after, can_operate=can_operate)
+    return {
+        "pk": batch.pk,
+        "batch_id": batch.batch_id,
+        "status": batch.status,
+        "status_class": status_class(batch.status),
+        "status_label": status_label(batch.status),
+        "stalled": batch.is_stalled(now, stalled_after),
+        "listed": batch.listed,
+        "progress": batch.progress,
+        "connection_name": batch.connection_name,
+        "endpoint": batch.endpoint,
+        "model": batch.model,
+        "chips": _chips(batch.metadata),
+        "created": _moment(batch.created_at, ago_text(batch.created_at, now)) if batch.created_at else None,
+        "elapsed": _elapsed(batch, now),
+        "elapsed_ticks": batch.is_active and batch.created_at is not None,
+        "eta": _moment(batch.eta_at, until_text(batch.eta_at, now)) if eta_shown else None,
+        "rate_per_minute": f"{batch.rate_per_minute:.0f}" if batch.rate_per_minute else "",
+        "eta_after_expiry": eta_shown and batch.eta_after_expiry,
+        "expires_title": (
+            timezone.localtime(batch.expires_at).strftime("%Y-%m-%d %H:%M %Z") if batch.expires_at else ""
+        ),
+        "synced": _moment(batch.last_synced_at, ago_text(batch.last_synced_at, now))
+        if batch.last_synced_at
+        else None,
+        "poll_url": f"{reverse('batches:row', args=[batch.pk])}?v={version}" if batch.is_active else "",
+        "detail_url": reverse("batches:detail", args=[batch.pk]),
+        "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
+    }
