@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,148 +129,307 @@ def client_for(connection: Connection) -> BatchAPIClient:
 
 # --- mapping an API batch onto columns ---------------------------------------------------------
 
+# The Batch columns that an API batch determines, in the order _api_values gives them.
+_API_COLUMNS: tuple[str, ...] = (
+    "status",
+    "is_terminal",
+    "endpoint",
+    "model",
+    "completion_window",
+    "input_file_id",
+    "output_file_id",
+    "error_file_id",
+    *BATCH_TIMESTAMP_FIELDS,
+    "total_requests",
+    "completed_requests",
+    "failed_requests",
+    "done_ratio",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "metadata",
+    "errors",
+    "problems",
+    "raw",
+)
+# Derived from the observation and its predecessor; the order _progress gives them.
+_PROGRESS_COLUMNS: tuple[str, ...] = ("last_progress_at", "rate_per_minute", "eta_at")
+# A first observation writes every Batch column but the primary key, in the order of _new_batch_row.
+_NEW_BATCH_COLUMNS: tuple[str, ...] = (
+    "connection",
+    "batch_id",
+    *_API_COLUMNS,
+    *_PROGRESS_COLUMNS,
+    "observed_at",
+    "first_seen_at",
+    "last_synced_at",
+    "last_changed_at",
+    "listed",
+)
+_STATUS_CHANGE_COLUMNS: tuple[str, ...] = (
+    "batch",
+    "old_status",
+    "new_status",
+    "observed_at",
+    "api_timestamp",
+)
+_SNAPSHOT_COLUMNS: tuple[str, ...] = ("batch", "taken_at", "completed", "failed", "total")
+_NO_USAGE: tuple[None, ...] = (None,) * 5
+_timestamps = operator.attrgetter(*BATCH_TIMESTAMP_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Adapters:
+    """How datetimes and JSON become parameters of a statement."""
+
+    datetime: Callable[[datetime | None], Any]
+    json: Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# For the ORM, which converts values itself.
+_PYTHON = _Adapters(datetime=_same, json=_same)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # What Django's SQLite backend stores for an aware datetime: naive UTC text, which for the UTC
+    # datetimes that the API client and timezone.now() give is isoformat without its "+00:00".
+    if value is None:
+        return None
+    if value.tzinfo is UTC:
+        return value.isoformat(" ")[:-6]
+    return str(value.astimezone(UTC).replace(tzinfo=None))
+
+
+def _sqlite_json(value: Any) -> str | None:
+    # What Django's SQLite backend stores: json.dumps with its defaults, None as SQL NULL. Most
+    # batches have no errors and no problems, and an empty list needs no encoder.
+    if value is None:
+        return None
+    if value == []:
+        return "[]"
+    return json.dumps(value)
+
+
+# On SQLite, Django's generic path for datetimes and JSON was a third of a first sync's time.
+_SQLITE = _Adapters(datetime=_sqlite_datetime, json=_sqlite_json)
+
+
+def _adapters(db: BaseDatabaseWrapper) -> _Adapters:
+    """The backend's own conversions, for parameters of raw statements."""
+    # _sqlite_datetime writes UTC: right unless DATABASES sets another TIME_ZONE for the database.
+    if db.vendor == "sqlite" and db.timezone is UTC:
+        return _SQLITE
+    # Every JSON column written here has the default encoder, so one field's conversion serves all.
+    json_field = Batch._meta.get_field("raw")
+    return _Adapters(
+        datetime=db.ops.adapt_datetimefield_value,
+        json=lambda value: json_field.get_db_prep_save(value, db),
+    )
+
+
+def _counts(api_batch: APIBatch) -> tuple[int, int, int]:
+    """Completed, failed and total requests; zeros when the API sends no counts."""
+    counts = api_batch.request_counts
+    return (counts.completed, counts.failed, counts.total) if counts else (0, 0, 0)
+
+
+def _api_values(api_batch: APIBatch, adapt: _Adapters = _PYTHON) -> tuple[Any, ...]:
+    """The values of _API_COLUMNS, built in one pass: this runs for every batch of every page."""
+    completed, failed, total = _counts(api_batch)
+    usage = api_batch.usage
+    to_json = adapt.json
+    return (
+        api_batch.status,
+        api_batch.is_terminal,
+        api_batch.endpoint or "",
+        api_batch.model or "",
+        api_batch.completion_window or "",
+        api_batch.input_file_id or "",
+        api_batch.output_file_id or "",
+        api_batch.error_file_id or "",
+        *map(adapt.datetime, _timestamps(api_batch)),
+        total,
+        completed,
+        failed,
+        _done_ratio(completed + failed, total),
+        *(
+            (
+                usage.input_tokens,
+                usage.cached_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.total_tokens,
+            )
+            if usage
+            else _NO_USAGE
+        ),
+        to_json(api_batch.metadata),
+        to_json(
+            [
+                {"code": e.code, "message": e.message, "param": e.param, "line": e.line}
+                for e in api_batch.errors
+            ]
+        ),
+        to_json(list(api_batch.problems)),
+        to_json(api_batch.raw),
+    )
+
 
 def _columns(api_batch: APIBatch) -> dict[str, Any]:
-    counts = api_batch.request_counts
-    usage = api_batch.usage
-    columns: dict[str, Any] = {
-        "status": api_batch.status,
-        "is_terminal": api_batch.is_terminal,
-        "endpoint": api_batch.endpoint or "",
-        "model": api_batch.model or "",
-        "completion_window": api_batch.completion_window or "",
-        "input_file_id": api_batch.input_file_id or "",
-        "output_file_id": api_batch.output_file_id or "",
-        "error_file_id": api_batch.error_file_id or "",
-        "done_ratio": _done_ratio(counts.completed + counts.failed, counts.total) if counts else 0.0,
-        "total_requests": counts.total if counts else 0,
-        "completed_requests": counts.completed if counts else 0,
-        "failed_requests": counts.failed if counts else 0,
-        "input_tokens": usage.input_tokens if usage else None,
-        "cached_tokens": usage.cached_tokens if usage else None,
-        "output_tokens": usage.output_tokens if usage else None,
-        "reasoning_tokens": usage.reasoning_tokens if usage else None,
-        "total_tokens": usage.total_tokens if usage else None,
-        "metadata": api_batch.metadata,
-        "errors": [
-            {"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in api_batch.errors
-        ],
-        "problems": list(api_batch.problems),
-        "raw": api_batch.raw,
-    }
-    for name in BATCH_TIMESTAMP_FIELDS:
-        columns[name] = getattr(api_batch, name)
-    return columns
+    return dict(zip(_API_COLUMNS, _api_values(api_batch), strict=True))
 
 
 def _done_ratio(done: int, total: int) -> float:
     return min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
 
 
-def _progress_columns(
-    columns: dict[str, Any],
+def _progress(
+    api_batch: APIBatch,
     now: datetime,
     *,
     previous_done: int | None = None,
     previous_at: datetime | None = None,
-) -> dict[str, Any]:
-    """When progress was last seen, and the rate and ETA it implies."""
-    done = columns["completed_requests"] + columns["failed_requests"]
+) -> tuple[datetime | None, float | None, datetime | None]:
+    """When progress was last seen, and the rate and ETA it implies: the _PROGRESS_COLUMNS."""
+    completed, failed, total = _counts(api_batch)
+    done = completed + failed
+    last_progress_at = now if done else None
+    if api_batch.status != "in_progress":
+        return last_progress_at, None, None
     guess = estimate(
         done=done,
-        total=columns["total_requests"],
-        in_progress_at=columns["in_progress_at"],
+        total=total,
+        in_progress_at=api_batch.in_progress_at,
         now=now,
         previous_done=previous_done,
         previous_at=previous_at,
     )
-    moving = columns["status"] == "in_progress"
-    return {
-        "last_progress_at": now if done else None,
-        "rate_per_minute": guess.rate_per_minute if moving else None,
-        "eta_at": guess.eta_at if moving else None,
-    }
+    return last_progress_at, guess.rate_per_minute, guess.eta_at
 
 
-def _counts(columns: dict[str, Any]) -> tuple[int, int, int]:
-    return columns["completed_requests"], columns["failed_requests"], columns["total_requests"]
+def _new_batch_row(
+    connection_pk: int, api_batch: APIBatch, now: datetime, adapt: _Adapters, now_param: Any
+) -> tuple[Any, ...]:
+    """The values of _NEW_BATCH_COLUMNS; `now_param` is `now` already adapted (one conversion per page)."""
+    last_progress_at, rate_per_minute, eta_at = _progress(api_batch, now)
+    return (
+        connection_pk,
+        api_batch.id,
+        *_api_values(api_batch, adapt),
+        now_param if last_progress_at else None,
+        rate_per_minute,
+        adapt.datetime(eta_at),
+        now_param,
+        now_param,
+        now_param,
+        now_param,
+        True,
+    )
+
+
+def _status_change_row(
+    batch_pk: int, old: str, api_batch: APIBatch, adapt: _Adapters, now_param: Any
+) -> tuple[Any, ...]:
+    """The values of _STATUS_CHANGE_COLUMNS."""
+    stamp_field = STATUS_TIMESTAMP_FIELD.get(api_batch.status)
+    api_timestamp = getattr(api_batch, stamp_field) if stamp_field else None
+    return batch_pk, old, api_batch.status, now_param, adapt.datetime(api_timestamp)
+
+
+def _snapshot_row(batch_pk: int, api_batch: APIBatch, now_param: Any) -> tuple[Any, ...]:
+    """The values of _SNAPSHOT_COLUMNS."""
+    return batch_pk, now_param, *_counts(api_batch)
+
+
+# The same rows by field name, unconverted: what the ORM would be given. The writes below never use
+# them; they show (and let a test check) that each fast insert names every column of its model.
+
+
+def _new_row(connection: Connection, api_batch: APIBatch, observed_at: datetime) -> dict[str, Any]:
+    values = _new_batch_row(connection.pk, api_batch, observed_at, _PYTHON, observed_at)
+    return dict(zip(_NEW_BATCH_COLUMNS, values, strict=True))
 
 
 def _status_change(batch_pk: int, old: str, api_batch: APIBatch, now: datetime) -> dict[str, Any]:
-    stamp_field = STATUS_TIMESTAMP_FIELD.get(api_batch.status)
-    return {
-        "batch": batch_pk,
-        "old_status": old,
-        "new_status": api_batch.status,
-        "observed_at": now,
-        "api_timestamp": getattr(api_batch, stamp_field) if stamp_field else None,
-    }
+    return dict(
+        zip(_STATUS_CHANGE_COLUMNS, _status_change_row(batch_pk, old, api_batch, _PYTHON, now), strict=True)
+    )
 
 
 def _snapshot(batch_pk: int, columns: dict[str, Any], now: datetime) -> dict[str, Any]:
-    completed, failed, total = _counts(columns)
-    return {"batch": batch_pk, "taken_at": now, "completed": completed, "failed": failed, "total": total}
+    counts = columns["completed_requests"], columns["failed_requests"], columns["total_requests"]
+    return dict(zip(_SNAPSHOT_COLUMNS, (batch_pk, now, *counts), strict=True))
 
 
 # --- writing observations ----------------------------------------------------------------------
 
 
-def _new_row(connection: Connection, api_batch: APIBatch, observed_at: datetime) -> dict[str, Any]:
-    columns = _columns(api_batch)
-    return {
-        "connection": connection.pk,
-        "batch_id": api_batch.id,
-        "observed_at": observed_at,
-        "first_seen_at": observed_at,
-        "last_synced_at": observed_at,
-        "last_changed_at": observed_at,
-        "listed": True,
-        **columns,
-        **_progress_columns(columns, observed_at),
-    }
-
-
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    # What Django's SQLite backend stores for an aware datetime: naive UTC text.
-    return None if value is None else str(value.astimezone(UTC).replace(tzinfo=None))
-
-
-def _adapter(field: models.Field, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
-    """The backend's own conversion of a Python value for this column. On SQLite, datetimes and JSON
-    are converted directly: Django's generic path for them was a third of a first sync's time."""
-    sqlite = connection.vendor == "sqlite"
-    if isinstance(field, models.DateTimeField):
-        return _sqlite_datetime if sqlite else connection.ops.adapt_datetimefield_value
-    if isinstance(field, models.JSONField):
-        if sqlite and field.encoder is None:
-            return lambda value: None if value is None else json.dumps(value)
-        return lambda value: field.get_db_prep_save(value, connection)
-    return lambda value: value
-
-
-def _insert_ignoring_conflicts(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+def _insert_ignoring_conflicts(
+    db: BaseDatabaseWrapper,
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: list[tuple[Any, ...]],
+) -> None:
     """INSERT ... ON CONFLICT DO NOTHING for many rows, without building model instances.
 
-    bulk_create spends most of a first sync preparing 47 columns x thousands of rows through the
-    generic field machinery (measured: 62 % of the sync, of which SQLite itself is a fifth). This
-    converts each value once with the backend's own adapters and sends one prepared statement.
+    bulk_create spends most of a first sync preparing 40 columns x thousands of rows through the
+    generic field machinery (measured: 62 % of the sync, of which SQLite itself is a fifth). Here the
+    rows come already converted (see _Adapters) and go out as one prepared statement.
     Both SQLite (3.24+) and PostgreSQL accept this statement as written.
     """
     if not rows:
         return
-    connection = connections[router.db_for_write(model)]
-    fields = [model._meta.get_field(name) for name in rows[0]]
-    quote = connection.ops.quote_name
+    quote = db.ops.quote_name
     sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
         quote(model._meta.db_table),
-        ", ".join(quote(field.column) for field in fields),
+        ", ".join(quote(model._meta.get_field(name).column) for name in fields),
         ", ".join(["%s"] * len(fields)),
     )
-    adapters = [_adapter(field, connection) for field in fields]
-    params = [[adapt(value) for adapt, value in zip(adapters, row.values(), strict=True)] for row in rows]
-    # One transaction for all the rows: in autocommit each row would be a commit of its own.
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    # Callers write a page in one transaction; this only makes sure no row becomes a commit of its own.
+    with transaction.atomic(using=db.alias, savepoint=False), db.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+# What an update compares with and derives from (raw, the counts in it, when progress was last seen).
+_STORED_FIELDS: tuple[str, ...] = ("id", "batch_id", "status", "raw", "observed_at", "last_progress_at")
+
+
+def _select_by_batch_id(db: BaseDatabaseWrapper, fields: Sequence[str], count: int) -> str:
+    """SELECT these fields of some of a connection's batches; the parameters are the connection's
+    primary key, then `count` API ids. Twice a page, the ORM took longer to build such a query than
+    the database took to answer it."""
+    quote = db.ops.quote_name
+    meta = Batch._meta
+    return "SELECT {} FROM {} WHERE {} = %s AND {} IN ({})".format(
+        ", ".join(quote(meta.get_field(name).column) for name in fields),
+        quote(meta.db_table),
+        quote(meta.get_field("connection").column),
+        quote(meta.get_field("batch_id").column),
+        ", ".join(["%s"] * count),
+    )
+
+
+def _stored_rows(db: BaseDatabaseWrapper, connection_pk: int, batch_ids: Sequence[str]) -> dict[str, Batch]:
+    """The rows already stored for these batches, with the _STORED_FIELDS only."""
+    sql = _select_by_batch_id(db, _STORED_FIELDS, len(batch_ids))
+    # A raw queryset still converts the values (JSON, datetimes) as the fields do.
+    rows = Batch.objects.raw(sql, [connection_pk, *batch_ids], using=db.alias)
+    return {row.batch_id: row for row in rows}
+
+
+def _stored_pks(db: BaseDatabaseWrapper, connection_pk: int, batch_ids: Sequence[str]) -> dict[str, int]:
+    """The primary keys of those of these batches that are stored, by API id."""
+    with db.cursor() as cursor:
+        cursor.execute(
+            _select_by_batch_id(db, ("batch_id", "id"), len(batch_ids)), [connection_pk, *batch_ids]
+        )
+        return dict(cursor.fetchall())
 
 
 def upsert_batches(
@@ -287,32 +447,35 @@ def _upsert_page(
     result = SyncResult()
     if not api_batches:
         return result
+    db = connections[router.db_for_write(Batch)]
+    adapt = _adapters(db)
+    observed_param = adapt.datetime(observed_at)
+    connection_pk = connection.pk
     by_id = {b.id: b for b in api_batches}
     result.seen_ids = set(by_id)
-    existing = {
-        row.batch_id: row
-        for row in Batch.objects.filter(connection=connection, batch_id__in=list(by_id)).only(
-            "id", "batch_id", "status", "raw", "observed_at", "listed", "last_progress_at"
-        )
-    }
+    existing = _stored_rows(db, connection_pk, list(by_id))
     # History rows have natural keys, so a duplicate from a concurrent worker is dropped on insert.
-    changes: list[dict[str, Any]] = []
-    snapshots: list[dict[str, Any]] = []
+    changes: list[tuple[Any, ...]] = []
+    snapshots: list[tuple[Any, ...]] = []
 
     new_ids = [batch_id for batch_id in by_id if batch_id not in existing]
     if new_ids:
         # Conflicts are ignored: another worker may insert the same new batch at the same time.
         _insert_ignoring_conflicts(
-            Batch, [_new_row(connection, by_id[batch_id], observed_at) for batch_id in new_ids]
+            db,
+            Batch,
+            _NEW_BATCH_COLUMNS,
+            [
+                _new_batch_row(connection_pk, by_id[batch_id], observed_at, adapt, observed_param)
+                for batch_id in new_ids
+            ],
         )
-        for pk, batch_id in Batch.objects.filter(connection=connection, batch_id__in=new_ids).values_list(
-            "id", "batch_id"
-        ):
+        for batch_id, pk in _stored_pks(db, connection_pk, new_ids).items():
             api_batch = by_id[batch_id]
-            changes.append(_status_change(pk, "", api_batch, observed_at))
+            changes.append(_status_change_row(pk, "", api_batch, adapt, observed_param))
             # A batch first seen finished has no progress history worth a snapshot.
             if not api_batch.is_terminal:
-                snapshots.append(_snapshot(pk, _columns(api_batch), observed_at))
+                snapshots.append(_snapshot_row(pk, api_batch, observed_param))
         result.created = len(new_ids)
 
     unchanged_pks: list[int] = []
@@ -322,17 +485,17 @@ def _upsert_page(
             unchanged_pks.append(row.id)
             continue
         columns = _columns(api_batch)
-        if _counts_changed(row.raw, columns):
+        counts_changed = _counts_changed(row.raw, api_batch)
+        if counts_changed:
             old_counts = row.raw.get("request_counts") or {}
-            columns.update(
-                _progress_columns(
-                    columns,
-                    observed_at,
-                    previous_done=(old_counts.get("completed") or 0) + (old_counts.get("failed") or 0),
-                    previous_at=row.last_progress_at or row.observed_at,
-                )
+            progress = _progress(
+                api_batch,
+                observed_at,
+                previous_done=(old_counts.get("completed") or 0) + (old_counts.get("failed") or 0),
+                previous_at=row.last_progress_at or row.observed_at,
             )
-        elif columns["status"] != "in_progress":
+            columns.update(zip(_PROGRESS_COLUMNS, progress, strict=True))
+        elif api_batch.status != "in_progress":
             columns.update(rate_per_minute=None, eta_at=None)
         won = Batch.objects.filter(pk=row.id, observed_at__lt=observed_at).update(
             observed_at=observed_at,
@@ -346,25 +509,23 @@ def _upsert_page(
             continue
         result.updated += 1
         if row.status != api_batch.status:
-            changes.append(_status_change(row.id, row.status, api_batch, observed_at))
-        if _counts_changed(row.raw, columns):
-            snapshots.append(_snapshot(row.id, columns, observed_at))
+            changes.append(_status_change_row(row.id, row.status, api_batch, adapt, observed_param))
+        if counts_changed:
+            snapshots.append(_snapshot_row(row.id, api_batch, observed_param))
 
     if unchanged_pks:
         Batch.objects.filter(pk__in=unchanged_pks, observed_at__lt=observed_at).update(
             last_synced_at=observed_at, observed_at=observed_at, listed=True
         )
         result.unchanged += len(unchanged_pks)
-    if changes:
-        _insert_ignoring_conflicts(BatchStatusChange, changes)
-    if snapshots:
-        _insert_ignoring_conflicts(ProgressSnapshot, snapshots)
+    _insert_ignoring_conflicts(db, BatchStatusChange, _STATUS_CHANGE_COLUMNS, changes)
+    _insert_ignoring_conflicts(db, ProgressSnapshot, _SNAPSHOT_COLUMNS, snapshots)
     return result
 
 
-def _counts_changed(old_raw: dict[str, Any], columns: dict[str, Any]) -> bool:
+def _counts_changed(old_raw: dict[str, Any], api_batch: APIBatch) -> bool:
     old = old_raw.get("request_counts") or {}
-    return (old.get("completed"), old.get("failed"), old.get("total")) != _counts(columns)
+    return (old.get("completed"), old.get("failed"), old.get("total")) != _counts(api_batch)
 
 
 # --- the sync operations -----------------------------------------------------------------------
