@@ -21,14 +21,16 @@ M = TypeVar("M", bound=Model)
 
 
 class PreparedQuery(Generic[M]):
-    """`build(marker)` returns the queryset with `marker` where the one parameter goes, e.g.
+    """`build(marker)` returns the queryset with `marker` where its one integer parameter goes, e.g.
     `lambda pk: Batch.objects.filter(pk=pk)`. The marker must appear exactly once among the compiled
     statement's parameters; other parameters (constants of the query) are kept as compiled.
 
     Only plain model querysets (optionally with annotations; no select_related, no prefetch) are
     supported, and the first matching row is returned."""
 
-    MARKER = -7_305_198_466_213  # a value no caller passes as a constant of its query
+    # Stands for the parameter while compiling: an integer no query holds as a constant, and inside
+    # a 32-bit column's range (Django compiles an out-of-range lookup on PostgreSQL to "no rows").
+    MARKER = -2_076_543_219
 
     def __init__(self, build: Callable[[Any], QuerySet[M]]) -> None:
         self._build = build
