@@ -208,6 +208,10 @@ class Progress:
         return max(self.total - self.completed - self.failed, 0)
 
     @property
+    def summary(self) -> str:
+        return f"{self.completed} completed, {self.failed} failed, {self.remaining} remaining of {self.total}"
+
+    @property
     def done(self) -> int:
         return self.completed + self.failed
 

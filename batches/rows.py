@@ -101,6 +101,7 @@ class Row(TypedDict):
     status: str
     status_class: str
     status_label: str
+    css_class: str  # the <tr>'s: its status, and whether it stalled
     stalled: bool
     listed: bool
     progress: Progress
@@ -112,7 +113,6 @@ class Row(TypedDict):
     elapsed: str
     elapsed_ticks: bool
     eta: Moment | None
-    rate_per_minute: str
     eta_after_expiry: bool
     expires_title: str
     synced: Moment | None
@@ -147,18 +147,29 @@ def _elapsed(batch: Batch, now: datetime) -> str:
     return duration((end or now) - batch.created_at)
 
 
+def _eta(batch: Batch, now: datetime) -> Moment | None:
+    if not batch.eta_at or batch.status != "in_progress":
+        return None
+    eta = _moment(batch.eta_at, until_text(batch.eta_at, now))
+    if batch.rate_per_minute:
+        eta["title"] += f", {batch.rate_per_minute:.0f} requests/min"
+    return eta
+
+
 def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> Row:
     """`batch` as loaded by selectors (ROW_FIELDS and connection_name)."""
-    running = batch.status == "in_progress"
-    eta_shown = bool(batch.eta_at and running)
     version = selectors.row_version(batch, now=now, stalled_after=stalled_after, can_operate=can_operate)
+    stalled = batch.is_stalled(now, stalled_after)
+    css_status = status_class(batch.status)
+    eta = _eta(batch, now)
     return {
         "pk": batch.pk,
         "batch_id": batch.batch_id,
         "status": batch.status,
-        "status_class": status_class(batch.status),
+        "status_class": css_status,
         "status_label": status_label(batch.status),
-        "stalled": batch.is_stalled(now, stalled_after),
+        "css_class": f"status-{css_status} stalled" if stalled else f"status-{css_status}",
+        "stalled": stalled,
         "listed": batch.listed,
         "progress": batch.progress,
         "connection_name": batch.connection_name,
@@ -168,15 +179,16 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         "created": _moment(batch.created_at, ago_text(batch.created_at, now)) if batch.created_at else None,
         "elapsed": _elapsed(batch, now),
         "elapsed_ticks": batch.is_active and batch.created_at is not None,
-        "eta": _moment(batch.eta_at, until_text(batch.eta_at, now)) if eta_shown else None,
-        "rate_per_minute": f"{batch.rate_per_minute:.0f}" if batch.rate_per_minute else "",
-        "eta_after_expiry": eta_shown and batch.eta_after_expiry,
+        "eta": eta,
+        "eta_after_expiry": eta is not None and batch.eta_after_expiry,
         "expires_title": (
             timezone.localtime(batch.expires_at).strftime("%Y-%m-%d %H:%M %Z") if batch.expires_at else ""
         ),
-        "synced": _moment(batch.last_synced_at, ago_text(batch.last_synced_at, now))
-        if batch.last_synced_at
-        else None,
+        "synced": (
+            _moment(batch.last_synced_at, ago_text(batch.last_synced_at, now))
+            if batch.last_synced_at
+            else None
+        ),
         "poll_url": f"{reverse('batches:row', args=[batch.pk])}?v={version}" if batch.is_active else "",
         "detail_url": reverse("batches:detail", args=[batch.pk]),
         "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
