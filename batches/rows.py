@@ -8,10 +8,11 @@ dict because the template language looks keys up in a dict before trying attribu
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from batches import selectors
@@ -84,7 +85,7 @@ class CancelButton(TypedDict):
 def cancel_button(batch: Batch, origin: str) -> CancelButton:
     """What templates/batches/_cancel_button.html needs, for the list's row or the detail page."""
     return {
-        "url": reverse("batches:cancel", args=[batch.pk]),
+        "url": batch_url("batches:cancel", batch.pk),
         "origin": origin,
         "target": f"#batch-{batch.pk}" if origin == "row" else "#batch-live",
         "confirm": (
@@ -147,6 +148,21 @@ def _elapsed(batch: Batch, now: datetime) -> str:
     return duration((end or now) - batch.created_at)
 
 
+_PK_STAND_IN = 987_654_321
+
+
+@functools.lru_cache(maxsize=64)
+def _url_pattern(name: str, script_prefix: str) -> str:
+    # reverse() cost as much as the rest of a row; a batch's URLs differ only in its pk. The script
+    # prefix (the URL the site is mounted at) is part of the key because reverse() includes it.
+    return reverse(name, args=[_PK_STAND_IN]).replace(str(_PK_STAND_IN), "{pk}", 1)
+
+
+def batch_url(name: str, pk: int) -> str:
+    """reverse(name, args=[pk]) for the batches' URLs with one pk."""
+    return _url_pattern(name, get_script_prefix()).format(pk=pk)
+
+
 def _eta(batch: Batch, now: datetime) -> Moment | None:
     if not batch.eta_at or batch.status != "in_progress":
         return None
@@ -189,7 +205,7 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
             if batch.last_synced_at
             else None
         ),
-        "poll_url": f"{reverse('batches:row', args=[batch.pk])}?v={version}" if batch.is_active else "",
-        "detail_url": reverse("batches:detail", args=[batch.pk]),
+        "poll_url": f"{batch_url('batches:row', batch.pk)}?v={version}" if batch.is_active else "",
+        "detail_url": batch_url("batches:detail", batch.pk),
         "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
     }

@@ -5,14 +5,14 @@ a bare Django view under the same server and settings (the ceiling).
         [--workers 2] [--threads 4] [--batches 1000] [--rounds 1] [--json PATH]
 
 Run on demand; it is not part of the test suite. It fills a fresh SQLite file in a temporary directory
-with --batches batches (benchlib.fill_batches) and starts gunicorn, as in production (README:
-`gunicorn dashboard.wsgi`), on 127.0.0.1 at a free port: --workers workers of --threads threads
-(gthread), DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what
-plain HTTP on loopback needs changed (DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0,
-DASHBOARD_LOGIN_RATE_LIMIT=0). The settings module is benchmarks/ceiling_settings.py: the dashboard's
-settings with ROOT_URLCONF = benchmarks/ceiling_urls.py, which is the dashboard's URLs plus
-/bench/ceiling/, a view returning "ok". A viewer signs in once through the real login form (CSRF
-included) and its session cookie goes with every request.
+with --batches batches (benchlib.fill_batches) and starts gunicorn, as in production (README: `gunicorn
+dashboard.wsgi`, which reads gunicorn.conf.py: gthread workers, reuse_port), on 127.0.0.1 at a free port:
+--workers workers of --threads threads, DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY,
+DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what plain HTTP on loopback needs changed
+(DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0, DASHBOARD_LOGIN_RATE_LIMIT=0). The settings module is
+benchmarks/ceiling_settings.py: the dashboard's settings with ROOT_URLCONF = benchmarks/ceiling_urls.py,
+which is the dashboard's URLs plus /bench/ceiling/, a view returning "ok". A viewer signs in once through
+the real login form (CSRF included) and its session cookie goes with every request.
 
 A browser polls a running batch's row with the version of the row it shows (GET /batches/<pk>/row/?v=...,
 HX-Request: true); the server answers 204 when nothing on the row changed and renders it otherwise. With
@@ -372,15 +372,18 @@ def figures(
         "date": now_iso(),
         "seconds": args.seconds,
         "connections": args.connections,
-        "server": f"gunicorn, {args.workers} workers x {args.threads} threads (gthread), DJANGO_DEBUG=0",
+        "server": (
+            f"gunicorn, {args.workers} workers x {args.threads} threads (gthread, reuse_port), DJANGO_DEBUG=0"
+        ),
         "batches": args.batches,
         "rounds": args.rounds,
         **context,
         "measurements": measurements,
         "table": {"columns": columns, "rows": rows},
         "notes": [
-            f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1, {args.workers} workers x "
-            f"{args.threads} threads (gthread), production settings (DEBUG off, sessions cached in front of "
+            f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1 with the repository's "
+            f"gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} threads, "
+            f"production settings (DEBUG off, sessions cached in front of "
             f"the database, persistent SQLite connections in WAL mode, as dashboard.settings configures); "
             f"{args.batches:,} batches.",
             f"wrk {context['wrk']}: 2 threads, {args.connections} connections, {args.seconds} s per "
@@ -435,9 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                 "-m",
                 "gunicorn",
                 "dashboard.wsgi:application",
+                # The rest (gthread, reuse_port) from the repository's gunicorn.conf.py, as in production.
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={args.workers}",
-                "--worker-class=gthread",
                 f"--threads={args.threads}",
                 "--backlog=2048",
                 "--log-level=warning",

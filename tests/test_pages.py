@@ -324,3 +324,13 @@ def test_without_any_key_the_page_says_how_to_connect_rather_than_unreachable(cl
     body = client.get("/").content.decode()
     assert "No API connection is configured: set OPENAI_API_KEY" in body
     assert "unreachable" not in body
+
+
+def test_row_urls_are_what_reverse_gives_for_each_batch():
+    from django.urls import reverse
+
+    from batches.rows import batch_url
+
+    for pk in (1, 42, 987_654_321, 10**12):
+        for name in ("batches:row", "batches:detail", "batches:cancel"):
+            assert batch_url(name, pk) == reverse(name, args=[pk])
