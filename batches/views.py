@@ -6,11 +6,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.polls import poll_login_required
 from accounts.roles import OPERATOR, can_operate, role_required
 from batches import rows, selectors, services
 from batches.models import Batch
@@ -67,24 +70,28 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@poll_login_required
 def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
     """One row of the list, polled by the browser every few seconds while its batch is active. The
     poll carries the version of the row the browser shows (?v=); if nothing on it changed, a 204
-    tells htmx to keep it, which costs a query and no render."""
+    tells htmx to keep it, which costs a query and no render. Who asks, and whether they may cancel,
+    comes from accounts.polls (checked in full every few seconds, not on every poll)."""
     batch = selectors.row_batch(pk)
     if batch is None:
         raise Http404("No such batch.")
     context = _row_context(request)
+    may_cancel = request.poller.can_operate
     shown = request.GET.get("v")
     if shown and shown == selectors.row_version(
-        batch,
-        now=context["now"],
-        stalled_after=context["stalled_after"],
-        can_operate=can_operate(request.user),
+        batch, now=context["now"], stalled_after=context["stalled_after"], can_operate=may_cancel
     ):
         return HttpResponse(status=204)
-    return render(request, "batches/list.html#row", {**context, "row": _row(request, batch, context)})
+    context["row"] = rows.row(
+        batch, now=context["now"], stalled_after=context["stalled_after"], can_operate=may_cancel
+    )
+    # Only what the row uses, without the context processors: they would load the user in full.
+    context.update(request=request, csrf_token=get_token(request))
+    return HttpResponse(get_template("batches/list.html#row").render(context))
 
 
 @require_GET

@@ -392,6 +392,8 @@ def figures(
             "as browsers send it: each connection cycles through the row's current version twice, then a "
             "stale one (204, 204, a render), as a 5 s poll against a 15 s refresh makes a browser do; a "
             "changed row renders, and so does every poll of the worst case.",
+            "row polls reuse their check of who is polling for DASHBOARD_POLL_AUTH_SECONDS (2 s, the "
+            "default; accounts/polls.py), so most polls load no user; the ceiling loads none either.",
             "server CPU/req: the gunicorn processes' CPU time during the run divided by the requests.",
         ],
         "headline": {

@@ -209,6 +209,8 @@ LOGGING = {
 
 # An in-progress batch with no finished request for this long is shown as stalled.
 STALLED_AFTER_MINUTES = env_int("STALLED_AFTER_MINUTES", 30, minimum=1)
+# How long a row poll may reuse its check of who is polling (accounts/polls.py); 0 checks every poll.
+POLL_AUTH_SECONDS = env_float("DASHBOARD_POLL_AUTH_SECONDS", 2.0, minimum=0.0)
 
 # Notifications (the alerts app): how often beat looks for events and sends what is due, the delay
 # before the first retry of a failed send (doubling per attempt), and how many attempts are made.

@@ -397,9 +397,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    """Pages cache a few figures for seconds; each test starts from an empty cache."""
+    """Pages cache a few figures for seconds, and row polls who is polling; each test starts afresh."""
     from django.core.cache import cache
 
+    from accounts import polls
+
     cache.clear()
+    polls.forget_all()
     yield
     cache.clear()
+    polls.forget_all()

@@ -1,0 +1,83 @@
+"""Row polls reuse their check of who is polling for a few seconds (accounts/polls.py)."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from accounts import polls
+from accounts.roles import OPERATOR, VIEWER, set_role
+from tests.factories import make_batch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    user = User.objects.create_user("op", password="pw-operator-1")
+    set_role(user, OPERATOR)
+    client.force_login(user)
+    return user
+
+
+def poll(client, batch):
+    return client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true")
+
+
+def test_a_poll_does_not_load_the_user_again_within_the_window(client, operator, django_assert_num_queries):
+    batch = make_batch(status="in_progress")
+    assert poll(client, batch).status_code == 200
+    with django_assert_num_queries(1):  # the row; the session is cached, the user remembered
+        response = poll(client, batch)
+    assert ">Cancel<" in response.content.decode()
+
+
+def test_a_deactivated_user_stops_polling_once_the_window_passes(client, operator, settings, monkeypatch):
+    batch = make_batch(status="in_progress")
+    assert poll(client, batch).status_code == 200
+    User.objects.filter(pk=operator.pk).update(is_active=False)
+    assert poll(client, batch).status_code == 200  # within POLL_AUTH_SECONDS
+    clock = polls.time.monotonic() + settings.POLL_AUTH_SECONDS + 0.1
+    monkeypatch.setattr(polls.time, "monotonic", lambda: clock)
+    response = poll(client, batch)
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/login/")
+
+
+def test_signing_out_stops_polling_at_once(client, operator):
+    batch = make_batch(status="in_progress")
+    assert poll(client, batch).status_code == 200
+    client.post("/logout/")
+    response = poll(client, batch)
+    assert "HX-Redirect" in response or response.status_code == 302
+
+
+def test_a_demoted_operator_loses_the_cancel_button_after_the_window_and_cancel_at_once(
+    client, operator, settings, monkeypatch
+):
+    batch = make_batch(status="in_progress")
+    assert ">Cancel<" in poll(client, batch).content.decode()
+    set_role(operator, VIEWER)
+    # Writes check in full every time: the cancel is refused straight away.
+    assert client.post(f"/batches/{batch.pk}/cancel/").status_code == 403
+    clock = polls.time.monotonic() + settings.POLL_AUTH_SECONDS + 0.1
+    monkeypatch.setattr(polls.time, "monotonic", lambda: clock)
+    assert ">Cancel<" not in poll(client, batch).content.decode()
+
+
+def test_with_a_zero_window_every_poll_checks_in_full(client, operator, settings):
+    settings.POLL_AUTH_SECONDS = 0
+    batch = make_batch(status="in_progress")
+    assert poll(client, batch).status_code == 200
+    User.objects.filter(pk=operator.pk).update(is_active=False)
+    assert "HX-Redirect" in poll(client, batch)
+
+
+def test_a_password_changed_elsewhere_ends_polling_once_the_window_passes(
+    client, operator, settings, monkeypatch
+):
+    batch = make_batch(status="in_progress")
+    assert poll(client, batch).status_code == 200
+    operator.set_password("a-new-password-2")
+    operator.save()
+    clock = polls.time.monotonic() + settings.POLL_AUTH_SECONDS + 0.1
+    monkeypatch.setattr(polls.time, "monotonic", lambda: clock)
+    assert "HX-Redirect" in poll(client, batch)
