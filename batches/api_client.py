@@ -448,16 +448,27 @@ class BatchPage:
     last_id: str | None
     has_more: bool
     raw: dict[str, Any] = field(hash=False, repr=False)
+    # Items of the list that are not batch objects with an id, described: nothing can be stored for
+    # them, and one of them must not cost the rest of the page (and every page after it).
+    skipped: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BatchPage:
         items, has_more = _list_items(data)
+        batches: list[Batch] = []
+        skipped: list[str] = []
+        for position, item in enumerate(items):
+            try:
+                batches.append(Batch.from_json(item))
+            except MalformedResponseError as error:
+                skipped.append(f"item {position + 1} of the page: {error}")
         return cls(
-            data=tuple(Batch.from_json(item) for item in items),
+            data=tuple(batches),
             first_id=_str_or_none(data.get("first_id")),
             last_id=_str_or_none(data.get("last_id")),
             has_more=has_more,
             raw=data,
+            skipped=tuple(skipped),
         )
 
 
@@ -755,13 +766,18 @@ class BatchAPIClient:
                 if item.id not in seen:
                     seen.add(item.id)
                     fresh.append(item)
+            skipped = getattr(page, "skipped", ())
             # Some proxies ignore `after` and serve the same page forever: stop instead of looping.
-            if not fresh:
+            if not fresh and not skipped:
                 return
             yield replace(page, data=tuple(fresh))
             if not page.has_more:
                 return
-            cursor = page.data[-1].id
+            # After the last item that has an id; a page of nothing but malformed items goes on from
+            # the API's own last_id, and without one there is no safe way on.
+            cursor = page.data[-1].id if page.data else getattr(page, "last_id", None)
+            if cursor is None:
+                raise MalformedResponseError("A list page held no usable item and no last_id to go on from")
 
     def _call(
         self,

@@ -33,6 +33,9 @@ from batches.api_client import (
 from batches.api_client import (
     Batch as APIBatch,
 )
+from batches.api_client import (
+    BatchPage as APIBatchPage,
+)
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
 from dashboard.redaction import register_secret
@@ -69,6 +72,7 @@ class SyncResult:
     unchanged: int = 0
     api_calls: int = 0
     pages: int = 0
+    skipped: int = 0  # list items that were not batch objects with an id (see BatchPage.skipped)
     seen_ids: set[str] = field(default_factory=set)
 
     def add(self, other: SyncResult) -> None:
@@ -76,6 +80,17 @@ class SyncResult:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.seen_ids |= other.seen_ids
+
+
+def _note_skipped(connection: Connection, page: APIBatchPage, total: SyncResult) -> None:
+    if page.skipped:
+        total.skipped += len(page.skipped)
+        logger.warning(
+            "sync of %s: skipped %d malformed list item(s): %s",
+            connection.name,
+            len(page.skipped),
+            "; ".join(page.skipped)[:500],
+        )
 
 
 def api_key_for(connection: Connection) -> str:
@@ -554,6 +569,7 @@ def full_sync(
     try:
         for page in client.list_batch_pages(limit=PAGE_SIZE):
             total.pages += 1
+            _note_skipped(connection, page, total)
             result = upsert_batches(connection, page.data, observed_at=timezone.now())
             total.add(result)
             if on_page:
@@ -657,6 +673,7 @@ def _list_until(
 ) -> None:
     for page in client.list_batch_pages(limit=PAGE_SIZE):
         total.pages += 1
+        _note_skipped(connection, page, total)
         total.add(upsert_batches(connection, page.data, observed_at=timezone.now()))
         if on_page:
             on_page()

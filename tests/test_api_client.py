@@ -342,6 +342,49 @@ def test_it_stops_paging_when_an_empty_page_claims_has_more(api, client):
     assert route.call_count == 1
 
 
+def test_a_list_item_without_an_id_is_skipped_and_the_rest_of_the_page_kept(api, client):
+    no_id = batch_json("ignored")
+    del no_id["id"]
+    api.get("/batches").respond(json=list_json(batch_json("b1"), no_id, 42, batch_json("b2")))
+
+    (page,) = list(client.list_batch_pages())
+
+    assert [batch.id for batch in page.data] == ["b1", "b2"]
+    assert len(page.skipped) == 2
+    assert page.skipped[0].startswith("item 2 of the page: ")
+    assert "no 'id'" in page.skipped[0]
+
+
+def test_paging_goes_on_past_a_malformed_last_item(api, client):
+    no_id = batch_json("ignored")
+    del no_id["id"]
+    route = api.get("/batches").mock(
+        side_effect=[
+            httpx.Response(200, json={"object": "list", "data": [batch_json("b1"), no_id], "has_more": True}),
+            httpx.Response(
+                200, json={"object": "list", "data": [no_id, batch_json("b2")], "has_more": False}
+            ),
+        ]
+    )
+
+    assert [batch.id for batch in client.iter_batches()] == ["b1", "b2"]
+    assert route.calls[1].request.url.params["after"] == "b1"
+
+
+def test_a_page_of_only_malformed_items_goes_on_from_its_last_id_or_stops_with_an_error(api, client):
+    bad = {"object": "list", "data": ["x", "y"], "has_more": True, "last_id": "b5"}
+    route = api.get("/batches").mock(
+        side_effect=[httpx.Response(200, json=bad), httpx.Response(200, json=list_json(batch_json("b6")))]
+    )
+    assert [batch.id for batch in client.iter_batches()] == ["b6"]
+    assert route.calls[1].request.url.params["after"] == "b5"
+
+    del bad["last_id"]
+    api.get("/batches").respond(json=bad)
+    with pytest.raises(MalformedResponseError, match="no usable item"):
+        list(client.iter_batches())
+
+
 def test_it_stops_paging_when_a_page_repeats_ids(api, client):
     same_page = list_json(batch_json("b1"), batch_json("b2"), has_more=True)
     route = api.get("/batches").respond(json=same_page)

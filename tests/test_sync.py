@@ -205,3 +205,16 @@ def test_the_fast_insert_writes_every_column_the_orm_would(simulator_connection,
     assert stored.errors == [] and stored.problems == []
     assert stored.status_changes.get().observed_at == now
     assert stored.snapshots.get().total == api_batch.request_counts.total
+
+
+def test_malformed_list_items_are_counted_and_logged_not_fatal(simulator_connection, simulator, caplog):
+    from batches.api_client import BatchPage
+
+    good = simulator.batches()[0]  # a batch object exactly as the simulator serves it
+    page = BatchPage.from_json({"object": "list", "data": [good, {"object": "batch"}], "has_more": False})
+    total = sync.SyncResult()
+    with caplog.at_level("WARNING", logger="batches.sync"):
+        sync._note_skipped(simulator_connection, page, total)
+    assert total.skipped == 1
+    assert [batch.id for batch in page.data] == [good["id"]]
+    assert "skipped 1 malformed list item(s): item 2 of the page" in caplog.text

@@ -40,6 +40,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{conn.name}: {result.created} created, {result.updated} updated, "
                 f"{result.unchanged} unchanged, {result.api_calls} API calls"
+                + (f", {result.skipped} malformed list items skipped" if result.skipped else "")
             )
         if failed:
             raise CommandError("At least one connection failed to sync.")
