@@ -222,6 +222,19 @@ DASHBOARD_URL = env_str("DASHBOARD_URL")
 # The signing secret ("whsec_...") of the OpenAI webhook endpoint; unset turns /webhooks/openai/ off.
 OPENAI_WEBHOOK_SECRET = env_str("OPENAI_WEBHOOK_SECRET")
 register_secret(OPENAI_WEBHOOK_SECRET)
+# Email alerts go through this SMTP server (Django's names for the variables). The timeout keeps a
+# hung mail server from holding a Celery worker: Django's default is to wait forever.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+register_secret(EMAIL_HOST_PASSWORD)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfiguredEnv("Set EMAIL_USE_TLS (STARTTLS) or EMAIL_USE_SSL (implicit TLS), not both.")
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=1.0)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "batch-dashboard@localhost")
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>"; unset turns /metrics off (404).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 register_secret(METRICS_TOKEN)

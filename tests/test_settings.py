@@ -57,3 +57,47 @@ def test_settings_refuse_to_start_without_a_secret_key_in_production(tmp_path):
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def _settings_in_a_fresh_process(**variables: str):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "EMAIL_"))}
+    environment.update(DJANGO_DEBUG="1", **variables)
+    script = (
+        "import json, dashboard.settings as s; print(json.dumps({k: getattr(s, k) for k in "
+        "('EMAIL_HOST', 'EMAIL_PORT', 'EMAIL_USE_TLS', 'EMAIL_TIMEOUT', 'DEFAULT_FROM_EMAIL')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=os.getcwd()
+    )
+    return result.returncode, (json.loads(result.stdout) if result.returncode == 0 else result.stderr)
+
+
+def test_email_settings_come_from_the_environment_with_a_timeout_by_default():
+    code, values = _settings_in_a_fresh_process()
+    assert code == 0
+    assert values["EMAIL_TIMEOUT"] == 10.0  # never Django's wait-forever
+    code, values = _settings_in_a_fresh_process(
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="587",
+        EMAIL_USE_TLS="true",
+        DEFAULT_FROM_EMAIL="ops@example.com",
+    )
+    assert values == {
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_USE_TLS": True,
+        "EMAIL_TIMEOUT": 10.0,
+        "DEFAULT_FROM_EMAIL": "ops@example.com",
+    }
+
+
+def test_email_settings_refuse_tls_and_ssl_together_and_a_port_that_is_not_a_number():
+    code, error = _settings_in_a_fresh_process(EMAIL_USE_TLS="1", EMAIL_USE_SSL="1")
+    assert code != 0 and "not both" in error
+    code, error = _settings_in_a_fresh_process(EMAIL_PORT="smtp")
+    assert code != 0 and "EMAIL_PORT" in error
