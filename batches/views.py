@@ -99,6 +99,9 @@ def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
     context = {**_row_context(request), "batch": batch}
+    if request.htmx and request.htmx.target == "batch-history":
+        # The history card's own poll: charts and the ETA range, every 15 s while the batch runs.
+        return render(request, "batches/_charts_detail.html", context)
     if request.htmx:
         return render(request, "batches/detail.html#live", context)
     context.update(

@@ -233,6 +233,30 @@ def test_the_detail_page_serves_its_live_fragment(client, member):
     assert "hx-trigger" not in client.get(f"/batches/{done.pk}/", HTTP_HX_REQUEST="true").content.decode()
 
 
+def test_the_detail_page_history_card_refreshes_itself_while_the_batch_runs(client, member):
+    from batches.models import ProgressSnapshot
+
+    now = timezone.now()
+    batch = make_batch(status="in_progress", total_requests=100, completed_requests=10, in_progress_at=now)
+    page = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert re.search(r'id="batch-history"[^>]*hx-trigger="every 15s"', page)
+    assert "No progress recorded yet." in page
+    for minutes, done in ((10, 10), (5, 40), (0, 70)):
+        ProgressSnapshot.objects.create(
+            batch=batch, taken_at=now - timedelta(minutes=minutes), completed=done, failed=0, total=100
+        )
+    Batch.objects.filter(pk=batch.pk).update(completed_requests=70)
+    fragment = client.get(f"/batches/{batch.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="batch-history")
+    body = fragment.content.decode()
+    assert body.lstrip().startswith('<section class="card" id="batch-history"') and "<html" not in body
+    assert "<svg" in body and "No progress recorded yet." not in body  # the snapshots since the page loaded
+    done = make_batch(status="completed")
+    assert (
+        'id="batch-history" aria-labelledby="batch-history-title">'
+        in client.get(f"/batches/{done.pk}/").content.decode()
+    )
+
+
 def test_a_stalled_batch_stands_out(client, member):
     from datetime import timedelta
 
