@@ -16,7 +16,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 
-from alerts import events, signing
+from alerts import addresses, events, signing
 from alerts.models import Channel
 from dashboard.redaction import redact, register_secret
 
@@ -42,10 +42,10 @@ def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: da
             headers |= signing.headers_for(
                 channel.secret, message_id(delivery_pk), int(now.timestamp()), body
             )
-        _post(channel.url, body, headers)
+        _post(channel, body, headers)
     elif channel.kind == Channel.Kind.SLACK:
         body = json.dumps(events.slack_message(payload)).encode()
-        _post(channel.url, body, {"content-type": "application/json"})
+        _post(channel, body, {"content-type": "application/json"})
     elif channel.kind == Channel.Kind.EMAIL:
         subject, text = events.email_message(payload)
         try:
@@ -58,9 +58,14 @@ def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: da
         raise SendError(f"unknown channel kind {channel.kind!r}")
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+def _post(channel: Channel, body: bytes, headers: dict[str, str]) -> None:
+    url = channel.url
     if not url.startswith(("http://", "https://")):
         raise SendError("the channel has no http(s) URL")
+    # Checked again at every send: the name may resolve elsewhere now, or the owner lost the admin role.
+    refused = addresses.refusal(channel)
+    if refused:
+        raise SendError(refused)
     try:
         # Redirects are not followed: a receiver that moved should be reconfigured, and a redirect could
         # otherwise carry a signed body somewhere its owner never chose.

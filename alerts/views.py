@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from kombu.exceptions import OperationalError
 
 from accounts.roles import can_admin
-from alerts import exposition, selectors, services, signing, tasks
+from alerts import addresses, exposition, selectors, services, signing, tasks
 from alerts.forms import ChannelForm
 from alerts.models import Channel
 
@@ -111,9 +111,13 @@ def channel_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         channel = form.save(commit=False)
         channel.user = None if admin and request.POST.get("team") else request.user
-        channel.save()
-        messages.success(request, f"Channel {channel} added.")
-        return redirect("alerts:channels")
+        refused = addresses.refusal(channel)
+        if refused:
+            form.add_error("url", f"Refused: {refused}.")
+        else:
+            channel.save()
+            messages.success(request, f"Channel {channel} added.")
+            return redirect("alerts:channels")
     channels = list(selectors.channels_for(request.user, admin=admin))
     return render(request, "alerts/channels.html", {"form": form, "channels": channels, "is_admin": admin})
 

@@ -217,6 +217,9 @@ POLL_AUTH_SECONDS = env_float("DASHBOARD_POLL_AUTH_SECONDS", 2.0, minimum=0.0)
 ALERTS_INTERVAL = env_float("ALERTS_INTERVAL", 5.0, minimum=1.0)
 ALERTS_RETRY_BACKOFF = env_float("ALERTS_RETRY_BACKOFF", 30.0, minimum=0.0)
 ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 8, minimum=1)
+# Personal channels of non-admins may post only to public addresses (alerts/addresses.py); set this
+# where such webhooks legitimately live on the internal network.
+ALERTS_ALLOW_INTERNAL_URLS = env_bool("ALERTS_ALLOW_INTERNAL_URLS", False)
 # Notifications link to the batch's page under this address when it is set (https://batches.example.com).
 DASHBOARD_URL = env_str("DASHBOARD_URL")
 # The signing secret ("whsec_...") of the OpenAI webhook endpoint; unset turns /webhooks/openai/ off.

@@ -1,0 +1,99 @@
+"""Personal channels of non-admins may not post to internal addresses (alerts/addresses.py)."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from accounts.roles import ADMIN, VIEWER, set_role
+from alerts import addresses, services
+from alerts.models import Channel, Delivery
+from batches.models import BatchStatusChange
+from tests.factories import make_batch
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hook():
+    receiver = Receiver((200,))
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def viewer(client):
+    user = User.objects.create_user("vera", password="pw-viewer-1")
+    set_role(user, VIEWER)
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.7/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_internal_addresses_are_recognised(url):
+    assert addresses.internal_address(url) is not None
+
+
+def test_a_public_address_is_not_internal():
+    assert addresses.internal_address("https://8.8.8.8/hook") is None
+
+
+def test_a_viewer_cannot_add_a_webhook_to_an_internal_address(client, viewer, hook):
+    response = client.post(
+        "/alerts/channels/",
+        {"kind": "slack", "url": f"{hook.url}/services/x", "events": ["completed"], "enabled": "on"},
+    )
+    assert response.status_code == 200
+    assert "Refused: the URL leads to an internal address (127.0.0.1)" in response.content.decode()
+    assert not Channel.objects.exists()
+
+
+def test_an_admin_may_add_a_team_webhook_to_an_internal_address(client, hook):
+    admin = User.objects.create_user("ada", password="pw-admin-1")
+    set_role(admin, ADMIN)
+    client.force_login(admin)
+    response = client.post(
+        "/alerts/channels/", {"kind": "slack", "url": f"{hook.url}/services/x", "team": "1", "enabled": "on"}
+    )
+    assert response.status_code == 302
+    assert Channel.objects.get().user is None
+
+
+def _finish_a_batch() -> None:
+    batch = make_batch()
+    BatchStatusChange.objects.create(
+        batch=batch, old_status="in_progress", new_status="completed", observed_at=batch.last_synced_at
+    )
+    batch.status, batch.is_terminal = "completed", True
+    batch.save()
+
+
+def test_a_viewers_channel_to_an_internal_address_is_refused_at_send_time(viewer, hook):
+    # Saved before the check existed (or its owner lost the admin role since).
+    Channel.objects.create(kind="slack", url=f"{hook.url}/services/x", user=viewer)
+    _finish_a_batch()
+    services.process()
+    delivery = Delivery.objects.get()
+    assert "internal address (127.0.0.1)" in delivery.last_error
+    assert delivery.state != "sent"
+    assert hook.requests == []
+
+
+def test_a_deployment_may_allow_internal_addresses_for_everyone(client, viewer, hook, settings):
+    settings.ALERTS_ALLOW_INTERNAL_URLS = True
+    Channel.objects.create(kind="slack", url=f"{hook.url}/services/x", user=viewer)
+    _finish_a_batch()
+    services.process()
+    assert len(hook.wait_for(1)) == 1
+    assert Delivery.objects.get().state == "sent"
