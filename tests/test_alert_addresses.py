@@ -1,13 +1,12 @@
 """Personal channels of non-admins may not post to internal addresses (alerts/addresses.py)."""
 
 import pytest
-from django.contrib.auth.models import User
 
-from accounts.roles import ADMIN, VIEWER, set_role
+from accounts.roles import ADMIN, VIEWER
 from alerts import addresses, services
 from alerts.models import Channel, Delivery
 from batches.models import BatchStatusChange
-from tests.factories import make_batch
+from tests.factories import make_batch, make_user
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +21,7 @@ def hook():
 
 @pytest.fixture
 def viewer(client):
-    user = User.objects.create_user("vera", password="pw-viewer-1")
-    set_role(user, VIEWER)
+    user = make_user("vera", VIEWER)
     client.force_login(user)
     return user
 
@@ -60,9 +58,7 @@ def test_a_viewer_cannot_add_a_webhook_to_an_internal_address(client, viewer, ho
 
 
 def test_an_admin_may_add_a_team_webhook_to_an_internal_address(client, hook):
-    admin = User.objects.create_user("ada", password="pw-admin-1")
-    set_role(admin, ADMIN)
-    client.force_login(admin)
+    client.force_login(make_user("ada", ADMIN))
     response = client.post(
         "/alerts/channels/", {"kind": "slack", "url": f"{hook.url}/services/x", "team": "1", "enabled": "on"}
     )

@@ -5,15 +5,14 @@ from django.contrib.auth.models import User
 
 from accounts import polls
 from accounts.roles import OPERATOR, VIEWER, set_role
-from tests.factories import make_batch
+from tests.factories import make_batch, make_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(client):
-    user = User.objects.create_user("op", password="pw-operator-1")
-    set_role(user, OPERATOR)
+    user = make_user("op", OPERATOR)
     client.force_login(user)
     return user
 
