@@ -113,6 +113,9 @@ def _y_axis(frame: _Frame, unit: str = "") -> list[str]:
 
 
 def _time_label(moment: datetime, span_seconds: float) -> str:
+    # Ticks of a span under ten minutes can fall in the same minute: they need their seconds.
+    if span_seconds < 600:
+        return moment.strftime("%H:%M:%S")
     return moment.strftime("%H:%M" if span_seconds < 86400 else "%b %d %H:%M")
 
 

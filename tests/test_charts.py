@@ -45,6 +45,15 @@ def test_the_throughput_chart_is_valid_svg_with_its_axes():
     assert "12:00" in labels and "13:00" in labels
 
 
+def test_a_short_history_labels_its_time_ticks_with_seconds_so_no_two_read_the_same():
+    labels = [
+        label for label in texts(parse(charts.throughput_svg(steady(minutes=2)))) if label.count(":") == 2
+    ]
+    assert len(labels) >= 3
+    assert len(set(labels)) == len(labels)
+    assert labels[0] == "12:00:00"
+
+
 def test_the_progress_chart_draws_done_and_failed_lines():
     snapshots = [(at, done, done // 10, 600) for at, done in steady()]
     root = parse(charts.progress_svg(snapshots, until=START + timedelta(minutes=90)))
