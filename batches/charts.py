@@ -122,13 +122,17 @@ def _time_label(moment: datetime, span_seconds: float) -> str:
 def _time_axis(frame: _Frame, start: datetime, end: datetime) -> list[str]:
     span = (end - start).total_seconds()
     parts = []
+    previous = None
     for step in range(5):
         seconds = frame.x0 + (frame.x1 - frame.x0) * step / 4
-        moment = datetime.fromtimestamp(seconds, tz=start.tzinfo)
+        label = _time_label(datetime.fromtimestamp(seconds, tz=start.tzinfo), span)
+        if label == previous:
+            continue  # a span of seconds: ticks that would read the same once are enough
+        previous = label
         anchor = "start" if step == 0 else "end" if step == 4 else "middle"
         parts.append(
             f'<text x="{frame.x(seconds):.1f}" y="{frame.height - 8}" text-anchor="{anchor}" '
-            f'fill="currentColor">{_text(_time_label(moment, span))}</text>'
+            f'fill="currentColor">{_text(label)}</text>'
         )
     return parts
 

@@ -54,6 +54,12 @@ def test_a_short_history_labels_its_time_ticks_with_seconds_so_no_two_read_the_s
     assert labels[0] == "12:00:00"
 
 
+def test_a_history_of_seconds_never_repeats_a_tick_label():
+    points = [(START + timedelta(seconds=second), 10 * second) for second in range(3)]
+    labels = [label for label in texts(parse(charts.throughput_svg(points))) if label.count(":") == 2]
+    assert labels and len(set(labels)) == len(labels)
+
+
 def test_the_progress_chart_draws_done_and_failed_lines():
     snapshots = [(at, done, done // 10, 600) for at, done in steady()]
     root = parse(charts.progress_svg(snapshots, until=START + timedelta(minutes=90)))
