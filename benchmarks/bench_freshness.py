@@ -54,10 +54,9 @@ from benchlib import (
     describe_machine,
     ensure_debian_package,
     free_port,
-    machine_line,
     now_iso,
     percentile,
-    print_table,
+    print_report,
     setup_django,
     wait_for_port,
     write_json,
@@ -447,19 +446,6 @@ def figures(args, changes: list[Change], skipped: int, context: dict[str, Any]) 
             "text": text,
         },
     }
-
-
-def print_report(data: dict[str, Any]) -> None:
-    machine = data["machine"]
-    print()
-    print(data["title"])
-    print(f"machine:   {machine_line(machine)}")
-    print()
-    print_table(data["table"]["columns"], data["table"]["rows"])
-    print()
-    for note in data["notes"]:
-        print(note)
-    print(f"\nHEADLINE  {data['headline']['text']}")
 
 
 # --- main ---------------------------------------------------------------------------------------------

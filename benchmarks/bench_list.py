@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import benchlib
 from benchlib import (
     describe_database,
     describe_machine,
     fill_batches,
-    machine_line,
     ms,
     now_iso,
     setup_django,
@@ -348,38 +348,19 @@ def figures(args, requests: list[Request], fill: dict[str, Any], context: dict[s
 
 
 def print_report(data: dict[str, Any]) -> None:
-    machine, database = data["machine"], data["database"]
-    print()
-    print(data["title"])
-    print(f"machine:   {machine_line(machine)}")
-    print(f"software:  {machine['python']}, Django {data['django']} (DEBUG off)")
+    database = data["database"]
+    header = [f"software:  {data['machine']['python']}, Django {data['django']} (DEBUG off)"]
     if database["vendor"] == "sqlite":
-        print(f"database:  SQLite {database['version']} ({database['journal_mode']}), {database['name']}")
-    else:
-        print(f"database:  {database['vendor']}, {database['version']}")
-    print()
-    columns, rows = data["table"]["columns"], data["table"]["rows"]
-    widths = [max(len(str(row[i])) for row in [columns, *rows]) + 2 for i in range(len(columns))]
-    line = "".join(
-        (f"{c:<{w}}" if i == 0 else f"{c:>{w}}") for i, (c, w) in enumerate(zip(columns, widths, strict=True))
-    )
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print(
-            "".join(
-                (f"{c:<{w}}" if i == 0 else f"{c:>{w}}")
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
+        header.append(
+            f"database:  SQLite {database['version']} ({database['journal_mode']}), {database['name']}"
         )
-    print()
-    for note in data["notes"]:
-        print(note)
-    print("\nSQL of the list page:")
-    for statement in data["measurements"][LIST]["sql"]:
-        print(f"  {statement[:160]}{' ...' if len(statement) > 160 else ''}")
-    headline = data["headline"]
-    print(f"\nHEADLINE  {headline['text']}")
+    else:
+        header.append(f"database:  {database['vendor']}, {database['version']}")
+    sql = [
+        f"  {statement[:160]}{' ...' if len(statement) > 160 else ''}"
+        for statement in data["measurements"][LIST]["sql"]
+    ]
+    benchlib.print_report(data, header=header, extra=["\nSQL of the list page:", *sql])
 
 
 # --- main ---------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import benchlib
 from benchlib import (
     HERE,
     REPO,
@@ -57,9 +58,7 @@ from benchlib import (
     ensure_debian_package,
     fill_batches,
     free_port,
-    machine_line,
     now_iso,
-    print_table,
     setup_django,
     wait_for_port,
     write_json,
@@ -409,17 +408,8 @@ def figures(
 
 
 def print_report(data: dict[str, Any]) -> None:
-    machine = data["machine"]
-    print()
-    print(data["title"])
-    print(f"machine:   {machine_line(machine)}")
-    print(f"server:    {data['server']}; {machine['python']}, Django {data['django']}")
-    print()
-    print_table(data["table"]["columns"], data["table"]["rows"])
-    print()
-    for note in data["notes"]:
-        print(note)
-    print(f"\nHEADLINE  {data['headline']['text']}")
+    server = f"server:    {data['server']}; {data['machine']['python']}, Django {data['django']}"
+    benchlib.print_report(data, header=[server])
 
 
 def main(argv: list[str] | None = None) -> int:

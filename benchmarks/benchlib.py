@@ -465,3 +465,21 @@ def print_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
                 for i, (c, w) in enumerate(zip(line, widths, strict=True))
             )
         )
+
+
+def print_report(data: dict[str, Any], *, header: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
+    """A benchmark's figures as every bench_*.py prints them: title, machine (and `header` lines), the
+    table, the notes (and `extra` lines), the headline last."""
+    print()
+    print(data["title"])
+    print(f"machine:   {machine_line(data['machine'])}")
+    for line in header:
+        print(line)
+    print()
+    print_table(data["table"]["columns"], data["table"]["rows"])
+    print()
+    for note in data["notes"]:
+        print(note)
+    for line in extra:
+        print(line)
+    print(f"\nHEADLINE  {data['headline']['text']}")
