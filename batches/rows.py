@@ -172,9 +172,14 @@ def _eta(batch: Batch, now: datetime) -> Moment | None:
     return eta
 
 
+def _poll_url(batch: Batch, now: datetime, stalled_after: timedelta, can_operate: bool) -> str:
+    # Only active rows poll, so only they need the version (a hash) in their URL.
+    version = selectors.row_version(batch, now=now, stalled_after=stalled_after, can_operate=can_operate)
+    return f"{batch_url('batches:row', batch.pk)}?v={version}"
+
+
 def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> Row:
     """`batch` as loaded by selectors (ROW_FIELDS and connection_name)."""
-    version = selectors.row_version(batch, now=now, stalled_after=stalled_after, can_operate=can_operate)
     stalled = batch.is_stalled(now, stalled_after)
     css_status = status_class(batch.status)
     eta = _eta(batch, now)
@@ -205,7 +210,7 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
             if batch.last_synced_at
             else None
         ),
-        "poll_url": f"{batch_url('batches:row', batch.pk)}?v={version}" if batch.is_active else "",
+        "poll_url": _poll_url(batch, now, stalled_after, can_operate) if batch.is_active else "",
         "detail_url": batch_url("batches:detail", batch.pk),
         "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
     }
