@@ -1,7 +1,7 @@
 """What the simulator sends conforms to OpenAI's published contract and to the official SDK.
 
 1. Every kind of response validates against the schemas of the OpenAPI document in
-   shared/api/ (JSON Schema 2020-12, which OpenAPI 3.1 schemas are).
+   tests/contract/ (JSON Schema 2020-12, which OpenAPI 3.1 schemas are).
 2. The official `openai` SDK, pointed at the simulator, uploads, creates, lists with
    auto-pagination, retrieves, cancels and downloads without noticing it is not OpenAI.
 3. `manage.py simulate_api` serves as a process and stops cleanly on SIGTERM.
@@ -33,18 +33,14 @@ from batches.simulator.server import SimServer, start_in_thread, stop
 from batches.simulator.state import SimWorld
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT_NAME = "openai-batches-files.openapi.yaml"
+# A copy of OpenAI's published contract kept in the repository (tests/contract/README.md names the
+# source), so that a fresh clone runs these tests with nothing beside it.
+CONTRACT = REPO / "tests" / "contract" / "openai-batches-files.openapi.yaml"
 DOCUMENT_URI = "urn:openai-openapi"
 T0 = 1_760_000_000
 
 
-def contract_path() -> Path:
-    directory = os.environ.get("OPENAPI_CONTRACT_DIR")
-    base = Path(directory) if directory else REPO.parent / "shared" / "api"
-    return base / CONTRACT_NAME
-
-
-# Fields the OpenAPI document types without null, though shared/api/README.md says the live API may
+# Fields the OpenAPI document types without null, though tests/contract/README.md says the live API may
 # send null for them (and it does: an unfinished batch has no completed_at). The README names
 # every `*_at` timestamp, output_file_id, error_file_id, errors, model, usage and metadata; only
 # those are relaxed here, to "the documented schema, or null". Everything else stays as strict
@@ -70,7 +66,7 @@ NULLABLE_BY_README: dict[str, tuple[str, ...]] = {
     "OpenAIFile": ("created_at", "expires_at"),
 }
 
-# The document defines no schema for error bodies; shared/api/README.md describes them as
+# The document defines no schema for error bodies; tests/contract/README.md describes them as
 # {"error": {"message", "type", "param", "code"}}, and that is what this encodes (a message and a
 # type are always text; param and code may be null).
 ERROR_BODY_SCHEMA: dict[str, Any] = {
@@ -93,13 +89,7 @@ ERROR_BODY_SCHEMA: dict[str, Any] = {
 
 @cache
 def registry() -> Registry:
-    path = contract_path()
-    if not path.is_file():
-        pytest.fail(
-            f"The API contract {path} is missing. It lives in shared/api/ next to the repository; "
-            "set OPENAPI_CONTRACT_DIR to the directory that holds it."
-        )
-    document = yaml.safe_load(path.read_text())
+    document = yaml.safe_load(CONTRACT.read_text())
     schemas = document["components"]["schemas"]
     relaxed = copy.deepcopy(document)
     for name, fields in NULLABLE_BY_README.items():
@@ -183,7 +173,7 @@ def jsonl(count: int, endpoint: str, model: str) -> bytes:
 
 
 def test_the_contract_is_found_and_loads() -> None:
-    schemas = yaml.safe_load(contract_path().read_text())["components"]["schemas"]
+    schemas = yaml.safe_load(CONTRACT.read_text())["components"]["schemas"]
     assert {"Batch", "ListBatchesResponse", "OpenAIFile", "ListFilesResponse"} <= set(schemas)
 
 
@@ -214,7 +204,7 @@ def test_a_batch_in_every_status_matches_the_batch_schema(seeded: Running) -> No
         single = seeded.http.get(f"/batches/{batch['id']}").json()
         validate(single, "Batch")
         # Every field of the schema is present, with null where there is nothing to say.
-        schema = yaml.safe_load(contract_path().read_text())["components"]["schemas"]["Batch"]
+        schema = yaml.safe_load(CONTRACT.read_text())["components"]["schemas"]["Batch"]
         assert set(schema["properties"]) <= set(single)
     assert seen["failed"]["errors"]["data"] and seen["completed"]["usage"] is not None
 
