@@ -7,15 +7,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
+from dashboard.client_ip import client_ip as _client_ip
 from dashboard.redaction import redact
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    # REMOTE_ADDR is what the proxy in front sees; deployments behind a proxy set it from
-    # X-Forwarded-For in the proxy itself, never from a header a client can forge.
-    return request.META.get("REMOTE_ADDR") or None
+    # Behind a trusted proxy, the client's address from X-Forwarded-For (dashboard/client_ip.py).
+    return None if request is None else _client_ip(request)
 
 
 def record(

@@ -7,13 +7,16 @@ POLL_AUTH_SECONDS:
 
 - signing out still stops polls at once: the session is read on every request, and its deletion
   ends them;
-- a user deactivated, demoted or whose password changed elsewhere is noticed within those seconds
-  (each web process remembers on its own);
+- a user deactivated, demoted or whose password changed elsewhere is noticed within those seconds;
 - every other request, and every write (cancel), checks the user in full as before.
+
+The answer is kept in the shared cache (Redis), not in one web process's memory, so that every
+gunicorn worker agrees on it; while Redis is down every poll simply checks in full.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,21 +26,23 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
 from accounts.roles import can_operate
 
-# More sessions than this at once in one process only means a few more full checks.
-MAX_REMEMBERED = 10_000
+CACHE_PREFIX = "poller:"
+
+
+def _now() -> float:
+    # Wall-clock time, since web processes on different machines compare it.
+    return time.time()
 
 
 @dataclass(frozen=True, slots=True)
 class Poller:
     can_operate: bool
-    checked_at: float  # time.monotonic() of the full check
-
-
-_recent: dict[tuple[str, str], Poller] = {}
+    checked_at: float  # time.time() of the full check
 
 
 def poller(request: HttpRequest) -> Poller | None:
@@ -48,20 +53,23 @@ def poller(request: HttpRequest) -> Poller | None:
         return None
     # The session's hash of the password is part of the key, so a session from before a password
     # change never matches a check made after it.
-    key = (str(user_id), str(request.session.get(HASH_SESSION_KEY, "")))
-    now = time.monotonic()
-    known = _recent.get(key)
-    if known is not None and now - known.checked_at < settings.POLL_AUTH_SECONDS:
-        return known
+    key = f"{CACHE_PREFIX}{user_id}:{request.session.get(HASH_SESSION_KEY, '')}"
+    window = settings.POLL_AUTH_SECONDS
+    now = _now()
+    if window > 0:
+        known = cache.get(key)
+        # The cache's own expiry is only housekeeping: the age is checked here, to the window.
+        if isinstance(known, tuple) and len(known) == 2 and 0 <= now - known[1] < window:
+            return Poller(can_operate=bool(known[0]), checked_at=float(known[1]))
     user = request.user  # the full check: active, password unchanged, role
     if not user.is_authenticated:
-        _recent.pop(key, None)
+        if window > 0:
+            cache.delete(key)
         return None
-    known = Poller(can_operate=can_operate(user), checked_at=now)
-    if len(_recent) >= MAX_REMEMBERED:
-        _recent.clear()
-    _recent[key] = known
-    return known
+    checked = Poller(can_operate=can_operate(user), checked_at=now)
+    if window > 0:
+        cache.set(key, (checked.can_operate, now), timeout=max(1, math.ceil(window)))
+    return checked
 
 
 def poll_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -76,8 +84,3 @@ def poll_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
         return view(request, *args, **kwargs)
 
     return wrapped
-
-
-def forget_all() -> None:
-    """For tests: every poll checks in full again."""
-    _recent.clear()

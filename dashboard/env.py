@@ -81,3 +81,18 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
         # Print only the scheme: the rest of a database or broker URL may carry a password.
         raise ImproperlyConfiguredEnv(f"{name} must name a host after {parts.scheme}://")
     return value
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated IP addresses or networks (127.0.0.1, 10.0.0.0/8, ::1), normalised."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfiguredEnv(
+                f"{name} must list IP addresses or networks (such as 127.0.0.1 or 10.0.0.0/8); got {item!r}"
+            ) from None
+    return networks

@@ -13,6 +13,7 @@ from dashboard.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_str,
     env_url,
 )
@@ -112,8 +113,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-# Every poll reads the session: keep it in the cache too (the database stays the source of truth).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions live in the database only: every web process sees a sign-out at once, and nothing about
+# who is signed in depends on Redis being up. (A per-process cache in front of them kept a stolen
+# cookie working after sign-out in every other gunicorn worker.) One primary-key read per request.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -143,6 +146,11 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 if env_bool("DJANGO_BEHIND_PROXY", False):
     # Only behind a proxy that sets this header itself; otherwise a client could claim HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The addresses of the proxies in front of the web server (addresses or networks, comma-separated).
+# A request from one of them has its client's address taken from X-Forwarded-For, for sign-in rate
+# limits and the audit log (dashboard/client_ip.py); from anywhere else the header is ignored, since
+# any client can send one.
+TRUSTED_PROXIES = env_networks("DJANGO_TRUSTED_PROXIES", [])
 # No inline script anywhere: htmx and our own JS come from /static/. Inline style attributes are
 # allowed for the progress bars' widths; the chart SVGs are inline markup, not script.
 CONTENT_SECURITY_POLICY = {
@@ -168,6 +176,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "locked_out.html"
 AXES_ENABLED = env_bool("DASHBOARD_LOGIN_RATE_LIMIT", True)
 AXES_VERBOSE = False
+# The same address the audit log records: X-Forwarded-For only from a trusted proxy.
+AXES_CLIENT_IP_CALLABLE = "dashboard.client_ip.client_ip"
 
 # Keys of connections stored in the database are encrypted with this Fernet key (base64, 32 bytes);
 # `python manage.py generate_encryption_key` prints a new one.
@@ -179,6 +189,19 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # Celery: Redis is the broker; results are not needed (tasks write to the database).
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
+# The cache every process shares (figures cached for seconds, who was last checked polling); it
+# misses rather than fails while Redis is down (dashboard/cache.py). Its own Redis database may be
+# given so that clearing it never touches Celery's queues.
+CACHE_REDIS_URL = env_url("DASHBOARD_CACHE_REDIS_URL", REDIS_URL, schemes=("redis", "rediss"))
+CACHES = {
+    "default": {
+        "BACKEND": "dashboard.cache.ResilientRedisCache",
+        "LOCATION": CACHE_REDIS_URL,
+        "KEY_PREFIX": "dashboard",
+        # A cache that answers slowly is worse than none: give up quickly and serve without it.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0},
+    }
+}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

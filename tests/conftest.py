@@ -395,15 +395,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(redis_url: str) -> Iterator[str]:
+    """The cache is Redis, as in production (dashboard/cache.py), on the private Redis's database 1
+    so that clearing it never touches Celery's queues on database 0. Worker processes started by the
+    tests get the same URL through subprocess_env."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    url = redis_url.rsplit("/", 1)[0] + "/1"
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": url}}
+    override = override_settings(CACHES=caches, CACHE_REDIS_URL=url)
+    override.enable()
+    os.environ["DASHBOARD_CACHE_REDIS_URL"] = url
+    yield url
+    override.disable()
+
+
 @pytest.fixture(autouse=True)
-def fresh_cache():
+def fresh_cache(shared_cache: str):
     """Pages cache a few figures for seconds, and row polls who is polling; each test starts afresh."""
     from django.core.cache import cache
 
-    from accounts import polls
-
     cache.clear()
-    polls.forget_all()
     yield
     cache.clear()
-    polls.forget_all()
