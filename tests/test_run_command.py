@@ -1,5 +1,6 @@
 """`make run`'s command: everything starts, answers, and stops on Ctrl-C leaving nothing behind."""
 
+import io
 import os
 import re
 import signal
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
 
+from batches.management.commands.run_dashboard import DEMO_USERNAME, ensure_demo_user
 from tests.conftest import REPO, free_port
-
-pytestmark = pytest.mark.integration
 
 
 def descendants(pid: int) -> set[int]:
@@ -41,6 +42,55 @@ def alive(pid: int) -> bool:
         return False
 
 
+DEFAULT_DATABASE_URL = f"sqlite:///{REPO / 'var' / 'db.sqlite3'}"
+
+
+@pytest.mark.django_db
+def test_it_creates_the_demo_login_for_the_local_default(settings) -> None:
+    settings.DEBUG = True
+    settings.DATABASE_URL = DEFAULT_DATABASE_URL
+    out = io.StringIO()
+    assert ensure_demo_user(out) is True
+    assert get_user_model().objects.get(username=DEMO_USERNAME).is_superuser
+
+
+@pytest.mark.django_db
+def test_it_refuses_the_demo_login_when_debug_is_off(settings) -> None:
+    settings.DEBUG = False
+    settings.DATABASE_URL = DEFAULT_DATABASE_URL
+    out = io.StringIO()
+    assert ensure_demo_user(out) is False
+    assert not get_user_model().objects.filter(username=DEMO_USERNAME).exists()
+    assert "DJANGO_DEBUG is off" in out.getvalue()
+    assert "python manage.py create_user NAME --role admin" in out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "database_url",
+    ["postgres://dashboard:secret@db.invalid:5432/dashboard", "sqlite:////srv/dashboard/db.sqlite3"],
+)
+def test_it_refuses_the_demo_login_on_any_other_database(settings, database_url: str) -> None:
+    settings.DEBUG = True
+    settings.DATABASE_URL = database_url
+    out = io.StringIO()
+    assert ensure_demo_user(out) is False
+    assert not get_user_model().objects.filter(username=DEMO_USERNAME).exists()
+    assert "DATABASE_URL is not the default" in out.getvalue()
+    assert "python manage.py create_user NAME --role admin" in out.getvalue()
+    assert "secret" not in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_it_warns_when_a_skipped_demo_login_already_exists_with_its_known_password(settings) -> None:
+    settings.DEBUG = False
+    get_user_model().objects.create_superuser(DEMO_USERNAME, "", "demo-batches")
+    out = io.StringIO()
+    assert ensure_demo_user(out) is False
+    assert "still has the demo password" in out.getvalue()
+
+
+@pytest.mark.integration
 def test_it_answers_on_the_printed_url_and_ctrl_c_leaves_no_process_behind(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DATABASE_URL"))}
     env.update(
@@ -74,6 +124,10 @@ def test_it_answers_on_the_printed_url_and_ctrl_c_leaves_no_process_behind(tmp_p
             url = match.group(1) if match else None
             time.sleep(0.2)
         assert url, "no URL printed:\n" + (tmp_path / "run.log").read_text()
+        # Its own database file is not the local default: no demo login, and it says how to make one.
+        printed = (tmp_path / "run.log").read_text()
+        assert "create_user NAME --role admin" in printed
+        assert "demo-batches" not in printed
         while time.monotonic() - started < 60:
             try:
                 if httpx.get(url + "login/", timeout=2).status_code == 200:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import dj_database_url
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -61,6 +62,46 @@ def ensure_redis_server_installed() -> str:
     subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=apt_env)
     found = shutil.which("redis-server") or "/usr/bin/redis-server"
     return found
+
+
+CREATE_USER_HINT = "Create a user with: python manage.py create_user NAME --role admin"
+
+
+def why_no_demo_user() -> str | None:
+    """Why the demo superuser must not be made here, or None on the local default set-up.
+
+    A superuser with a published password is only harmless on a developer's own machine: DEBUG on
+    and the default SQLite file. `make run` with DJANGO_DEBUG=0 or a team's DATABASE_URL would
+    otherwise hand admin rights to anyone who has read the README."""
+    if not settings.DEBUG:
+        return "DJANGO_DEBUG is off"
+    default_file = Path(settings.VAR_DIR) / "db.sqlite3"
+    parsed = dj_database_url.parse(settings.DATABASE_URL)
+    is_sqlite = parsed["ENGINE"] == "django.db.backends.sqlite3"
+    if not (is_sqlite and Path(parsed["NAME"]).resolve() == default_file.resolve()):
+        # Name the setting only: the URL itself may carry a password.
+        return f"DATABASE_URL is not the default local SQLite file ({default_file})"
+    return None
+
+
+def ensure_demo_user(out: Any) -> bool:
+    """Makes the demo superuser on the local default set-up; elsewhere says why not and how to add
+    a user. True when the demo login exists."""
+    user_model = get_user_model()
+    reason = why_no_demo_user()
+    if reason is not None:
+        out.write(f"Not creating the demo login: {reason}. {CREATE_USER_HINT}\n")
+        existing = user_model.objects.filter(username=DEMO_USERNAME).first()
+        if existing is not None and existing.check_password(DEMO_PASSWORD):
+            # An earlier `make run` made it before this rule existed.
+            out.write(
+                f"Warning: the user {DEMO_USERNAME!r} exists and still has the demo password; "
+                "deactivate it or change its password.\n"
+            )
+        return False
+    if not user_model.objects.filter(username=DEMO_USERNAME).exists():
+        user_model.objects.create_superuser(DEMO_USERNAME, "", DEMO_PASSWORD)
+    return True
 
 
 class Command(BaseCommand):
@@ -111,7 +152,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Watching the OpenAI API at {settings.OPENAI_BASE_URL}")
 
         call_command("migrate", interactive=False, verbosity=0)
-        self._ensure_demo_user()
+        demo_login = ensure_demo_user(self.stdout)
 
         web_port = free_port(port)
         processes["web"] = f"exec {python} {manage} runserver 127.0.0.1:{web_port} --noreload"
@@ -122,10 +163,11 @@ class Command(BaseCommand):
         )
 
         host = urlsplit(child_env.get("OPENAI_BASE_URL", settings.OPENAI_BASE_URL)).netloc
+        login = f"{DEMO_USERNAME} / {DEMO_PASSWORD}" if demo_login else "your own user (see above)"
         self.stdout.write(
             self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{web_port}/\n"
-                f"  Login:     {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
+                f"  Login:     {login}\n"
                 f"  API:       {host}\n  Stop with Ctrl-C.\n"
             )
         )
@@ -134,8 +176,3 @@ class Command(BaseCommand):
             manager.add_process(name, command, env=child_env, cwd=str(settings.BASE_DIR))
         manager.loop()
         sys.exit(manager.returncode)
-
-    def _ensure_demo_user(self) -> None:
-        user_model = get_user_model()
-        if not user_model.objects.filter(username=DEMO_USERNAME).exists():
-            user_model.objects.create_superuser(DEMO_USERNAME, "", DEMO_PASSWORD)
