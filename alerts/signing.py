@@ -64,10 +64,11 @@ def verify(
     signatures = headers.get("webhook-signature", "")
     if not message_id or not raw_timestamp or not signatures:
         raise InvalidSignature("missing webhook headers")
-    try:
-        timestamp = int(raw_timestamp)
-    except ValueError:
-        raise InvalidSignature("timestamp is not a number") from None
+    # Unix seconds in ASCII digits, as Standard Webhooks sends them. int() would also take "1_000",
+    # " 12" or "١٢", and a number of hundreds of digits overflowed the float comparison below (a 500).
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) <= 12):
+        raise InvalidSignature("timestamp is not a number")
+    timestamp = int(raw_timestamp)
     # Too old is a replay; too far ahead is a clock we cannot trust either.
     if abs(now - timestamp) > tolerance:
         raise InvalidSignature("timestamp outside the tolerance")

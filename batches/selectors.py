@@ -6,8 +6,9 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
@@ -129,6 +130,11 @@ class BatchPage:
     is_first_page: bool
 
 
+# The primary keys a Batch can have (a BigAutoField). An id from a URL beyond them matches nothing;
+# the prepared query would hand it to the database driver unchecked, which refuses it (a 500).
+_PK_RANGE = range(1, 2**63)
+
+
 def _parse_day(value: str) -> date | None:
     try:
         return parse_date(value)
@@ -156,15 +162,23 @@ def _decode_cursor(cursor: str, sort: tuple[tuple[str, bool], ...]) -> list[Any]
         for (column, _), value in zip(sort, values, strict=True):
             if column == "created_at" and value is not None:
                 value = datetime.fromisoformat(value)
+                # Ours are aware; the database takes them in UTC, which a date at the edge of the
+                # calendar (9999-12-31T23:59-23:00) overflows: OverflowError, a 500.
+                if value.tzinfo is None:
+                    return None
+                value = value.astimezone(UTC)
             elif column == "id":
-                value = int(value)
+                if type(value) is not int or value not in _PK_RANGE:
+                    return None
             elif column == "done_ratio":
                 value = float(value)
+                if not math.isfinite(value):
+                    return None
             elif column == "status" and not isinstance(value, str):
                 return None
             parsed.append(value)
         return parsed
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 
@@ -254,6 +268,8 @@ _ROW = PreparedQuery(lambda pk: _row_queryset().filter(pk=pk))
 
 def row_batch(pk: int) -> Batch | None:
     """One batch as a row of the list shows it (see ROW_FIELDS), or None."""
+    if pk not in _PK_RANGE:
+        return None
     return _ROW.first(pk)
 
 
