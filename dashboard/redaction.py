@@ -53,3 +53,22 @@ class RedactingFilter(logging.Filter):
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return True
+
+
+def redact_handlers_of(*loggers: logging.Logger) -> None:
+    """Puts the filter on each handler of these loggers that lacks one.
+
+    A filter on a handler sees every record that handler writes, its children's propagated records
+    included; a filter on a logger would not. Used where handlers are made outside Django's LOGGING
+    (Celery's worker and beat, gunicorn's own logs)."""
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+                handler.addFilter(RedactingFilter())
+
+
+def redact_every_handler() -> None:
+    """The filter on every handler of every logger that exists so far, the root logger's included."""
+    manager = logging.Logger.manager
+    loggers = [manager.root, *(x for x in manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    redact_handlers_of(*loggers)
