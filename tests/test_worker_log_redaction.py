@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dashboard.redaction import MASK
-from tests.conftest import start_beat_process, subprocess_env
+from tests.conftest import REPO, free_port, start_beat_process, subprocess_env, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +89,48 @@ def test_beat_masks_secrets_in_every_log_line_and_in_print_output(transactional_
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
     assert_masked((tmp_path / "beat.log").read_text(errors="replace"), shaped, known)
+
+
+def test_gunicorns_own_error_and_access_logs_mask_secrets(tmp_path) -> None:
+    """gunicorn's error and access loggers do not propagate to the root logger, so Django's LOGGING
+    never reaches them. A request's URL is written to the access log, and a malformed request's
+    method to the error log."""
+    shaped = f"sk-test-{secrets.token_hex(12)}"
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dashboard.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--access-logfile",
+                "-",
+            ],
+            cwd=REPO,
+            env=subprocess_env(DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(port, timeout=30)
+            httpx.get(f"http://127.0.0.1:{port}/login/?key={shaped}", timeout=20)
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+                raw.sendall(f"{shaped} / HTTP/1.1\r\n\r\n".encode())
+                raw.recv(4096)
+            wait_for(log_path, '"GET /login/')
+            wait_for(log_path, "Invalid request")
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+    output = log_path.read_text(errors="replace")
+    assert shaped not in output
+    assert f"GET /login/?key={MASK}" in output
+    assert f"Invalid HTTP method: '{MASK}'" in output
