@@ -17,11 +17,12 @@ define ensure_package
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2) >/dev/null; }
 endef
 
-.PHONY: help run test test-fast lint format bench deps test-deps
+.PHONY: help run test test-fast test-deploy lint format bench deps test-deps
 
 help:
 	@echo "make run    start the dashboard (prints the URL and a demo login)"
 	@echo "make test   run the whole test suite"
+	@echo "make test-deploy  the deployment in deploy/ (nginx, TLS, gunicorn, PostgreSQL, Celery) and tests/deploy/"
 	@echo "make lint   ruff check and format check"
 	@echo "make bench  run the benchmarks in benchmarks/"
 
@@ -58,3 +59,11 @@ format: deps
 # Writes docs/benchmarks.md. A subset, or options: make bench BENCH="list poll_load --pass poll_load=--seconds=30".
 bench: deps
 	DJANGO_DEBUG=1 $(UV) run --frozen python benchmarks/run_all.py $(BENCH)
+
+# The documented team deployment from deploy/ on loopback: nginx with TLS, gunicorn (2 workers),
+# PostgreSQL, Redis, 2 Celery workers and beat with production settings; runs tests/deploy/ through it.
+# DEPLOY_DATABASE_URL=postgres://... uses that server instead of starting a private cluster.
+test-deploy: test-deps
+	$(call ensure_package,nginx,nginx)
+	$(call ensure_package,openssl,openssl)
+	DJANGO_DEBUG=1 DASHBOARD_DEPLOY_TESTS=1 $(UV) run --frozen pytest tests/deploy -p no:cacheprovider
