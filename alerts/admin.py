@@ -7,7 +7,22 @@ from alerts.models import Channel, Delivery, WebhookReceipt
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
-    fields = ("name", "kind", "url", "email", "secret", "connection", "user", "events", "enabled")
+    # The URL and secret are write-only form fields (stored encrypted); url_hint says what is stored.
+    fields = (
+        "name",
+        "kind",
+        "url_hint",
+        "url",
+        "url_env",
+        "email",
+        "secret",
+        "secret_env",
+        "connection",
+        "user",
+        "events",
+        "enabled",
+    )
+    readonly_fields = ("url_hint",)
     list_display = ("__str__", "kind", "connection", "user", "enabled")
     list_filter = ("kind", "enabled")
 

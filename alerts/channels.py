@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 
 from alerts import addresses, events, signing
-from alerts.models import Channel
+from alerts.models import Channel, SecretUnavailable
 from dashboard.redaction import redact, register_secret
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -33,15 +33,36 @@ def message_id(delivery_pk: int) -> str:
     return f"dlv_{delivery_pk}"
 
 
+def url_problem(url: str) -> str | None:
+    """Why this URL cannot be posted to, or None. httpx.URL is the parser httpx.post itself uses, so a
+    URL the form accepts with this check is one the sender can send to (Django's URLField takes
+    "http://☃.com/", which httpx refuses). The reason never quotes the URL."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as error:  # IDNA errors are ValueErrors
+        return f"httpx cannot send to it ({type(error).__name__}: its host name or port is not valid)"
+    if parsed.scheme not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parsed.host:
+        return "it names no host"
+    return None
+
+
+def _revealed(read: Any) -> str:
+    try:
+        return read()
+    except SecretUnavailable as error:
+        raise SendError(str(error)) from None
+
+
 def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: datetime) -> None:
     if channel.kind == Channel.Kind.WEBHOOK:
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        register_secret(channel.secret)
+        secret = _revealed(lambda: channel.secret)
+        register_secret(secret)
         headers = {"content-type": "application/json"}
-        if channel.secret:
-            headers |= signing.headers_for(
-                channel.secret, message_id(delivery_pk), int(now.timestamp()), body
-            )
+        if secret:
+            headers |= signing.headers_for(secret, message_id(delivery_pk), int(now.timestamp()), body)
         _post(channel, body, headers)
     elif channel.kind == Channel.Kind.SLACK:
         body = json.dumps(events.slack_message(payload)).encode()
@@ -59,9 +80,14 @@ def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: da
 
 
 def _post(channel: Channel, body: bytes, headers: dict[str, str]) -> None:
-    url = channel.url
-    if not url.startswith(("http://", "https://")):
-        raise SendError("the channel has no http(s) URL")
+    url = _revealed(lambda: channel.url)
+    if not url:
+        raise SendError("the channel has no URL")
+    # The same check as the form's, before any name is resolved: a URL saved before the check existed,
+    # or read from the environment, fails here with a reason instead of inside httpx.
+    problem = url_problem(url)
+    if problem:
+        raise SendError(f"the channel's URL cannot be used: {problem}")
     # Checked again at every send: the name may resolve elsewhere now, or the owner lost the admin role.
     refused = addresses.refusal(channel)
     if refused:

@@ -3,12 +3,16 @@ changes got (ScanCursor), and which OpenAI webhook deliveries were already taken
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
 
+from alerts import environment
+from batches import secrets
 from batches.models import Batch, Connection
+from dashboard.redaction import register_secret
 
 # Outcome events come from status changes; the last two from looking at active batches.
 OUTCOME_EVENTS = ("completed", "failed", "expired", "cancelled")
@@ -23,6 +27,47 @@ EVENT_LABELS = {
 }
 
 
+class SecretUnavailable(Exception):
+    """A channel's URL or secret cannot be read now (no or another encryption key, a variable that may
+    not be read). The message names what is missing, never a value."""
+
+
+def hint_for_url(url: str) -> str:
+    """What pages show of a URL: its scheme, host and the last four characters after the host (as
+    connection keys are shown); never the path or query, where Slack and most webhooks keep a token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # a URL saved before URLs were checked, such as "http://[::1/"
+        return "(not a valid URL)"
+    if not parts.scheme:
+        return ""
+    rest = url.split(parts.netloc, 1)[-1] if parts.netloc else ""
+    tail = secrets.last4(rest)
+    if not rest.strip("/"):
+        return f"{parts.scheme}://{host}"[:300]  # nothing after the host to hide (or to show)
+    return f"{parts.scheme}://{host}/…{tail}"[:300]
+
+
+def _reveal(encrypted: str, env: str, what: str) -> str:
+    if encrypted:
+        try:
+            value = secrets.decrypt(encrypted)
+        except secrets.EncryptionNotConfigured as error:
+            raise SecretUnavailable(f"the channel's {what} cannot be decrypted: {error}") from None
+    elif env:
+        refused = environment.refusal(env)
+        if refused:
+            raise SecretUnavailable(f"the channel's {what} may not be read from {env}: {refused}")
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise SecretUnavailable(f"the environment variable {env} holding the channel's {what} is not set")
+    else:
+        return ""
+    register_secret(value)
+    return value
+
+
 class Channel(models.Model):
     """Where notifications go. A channel with no connection hears about every connection; one with no
     user is a team channel that only admins manage; an empty events list means every event."""
@@ -34,11 +79,21 @@ class Channel(models.Model):
 
     name = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    # Webhook and Slack URLs often carry a token in their path: pages show only the host.
-    url = models.URLField(max_length=1000, blank=True)
+    # Webhook and Slack URLs often carry a token in their path, and a webhook's HMAC key ("whsec_<base64>"
+    # as in Standard Webhooks, or any other string) signs what we send: each is either stored encrypted
+    # (Fernet with DASHBOARD_ENCRYPTION_KEY, as connection keys are) or read at send time from the
+    # environment variable named beside it. Read and set them through `url` and `secret`; pages show
+    # only url_hint.
+    url_encrypted = models.TextField(blank=True)
+    url_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the URL."
+    )
+    url_hint = models.CharField(max_length=300, blank=True)
     email = models.EmailField(blank=True)
-    # HMAC key of a generic webhook ("whsec_<base64>" as in Standard Webhooks, or any other string).
-    secret = models.CharField(max_length=200, blank=True)
+    secret_encrypted = models.TextField(blank=True)
+    secret_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the secret."
+    )
     enabled = models.BooleanField(default=True)
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="alert_channels"
@@ -59,13 +114,50 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return self.name or f"{self.get_kind_display()} #{self.pk}"
 
+    # `url` and `secret` may be given to the constructor (Channel(url=...), objects.create(url=...)):
+    # Django sets properties from keyword arguments. Setting one needs DASHBOARD_ENCRYPTION_KEY.
+
+    @property
+    def url(self) -> str:
+        """The URL to post to, decrypted or read from its variable; '' if none. Raises
+        SecretUnavailable."""
+        return _reveal(self.url_encrypted, self.url_env, "URL")
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self.url_encrypted = secrets.encrypt(value) if value else ""
+        self.url_hint = hint_for_url(value) if value else ""
+        if value:
+            self.url_env = ""
+
+    @property
+    def secret(self) -> str:
+        """The HMAC key, decrypted or read from its variable; '' if none. Raises SecretUnavailable."""
+        return _reveal(self.secret_encrypted, self.secret_env, "secret")
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = secrets.encrypt(value) if value else ""
+        if value:
+            self.secret_env = ""
+
+    @property
+    def has_url(self) -> bool:
+        return bool(self.url_encrypted or self.url_env)
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_encrypted or self.secret_env)
+
     @property
     def target(self) -> str:
-        """Where it sends, safe to show: the address, or a URL's scheme and host only."""
+        """Where it sends, safe to show: the address, a URL's scheme, host and last four characters,
+        or the name of the variable holding the URL."""
         if self.kind == self.Kind.EMAIL:
             return self.email
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else ""
+        if self.url_env and not self.url_encrypted:
+            return f"${self.url_env}"
+        return self.url_hint
 
     def wants(self, event: str, connection_id: int) -> bool:
         return (

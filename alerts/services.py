@@ -8,7 +8,9 @@ update, so a worker that loses a race simply does nothing.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,15 +169,30 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=seconds), MAX_BACKOFF)
 
 
-def release_abandoned(now: datetime) -> int:
-    return Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=now - SENDING_LEASE).update(
-        state=Delivery.State.PENDING, claimed_at=None
+def release_abandoned(now: datetime, result: RunResult | None = None) -> int:
+    """Deliveries whose worker died mid-send go back to pending, or are given up once they have had
+    every attempt: a delivery that kills its worker each time (out of memory, say) would otherwise be
+    released and tried again every SENDING_LEASE for ever. Returns how many were released."""
+    abandoned = Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=now - SENDING_LEASE)
+    given_up = abandoned.filter(attempts__gte=settings.ALERTS_MAX_ATTEMPTS).update(
+        state=Delivery.State.FAILED,
+        claimed_at=None,
+        last_error="the worker sending it stopped before it finished, on the last attempt",
+    )
+    if given_up:
+        logger.warning("Gave up on %s notification(s) whose worker stopped on the last attempt", given_up)
+    if result is not None:
+        result.failed += given_up
+    return abandoned.update(
+        state=Delivery.State.PENDING,
+        claimed_at=None,
+        last_error="the worker sending it stopped before it finished",
     )
 
 
 def send_due(now: datetime, result: RunResult | None = None) -> RunResult:
     result = result or RunResult()
-    result.released += release_abandoned(now)
+    result.released += release_abandoned(now, result)
     due = list(
         Delivery.objects.filter(state=Delivery.State.PENDING, next_attempt_at__lte=now, channel__enabled=True)
         .order_by("next_attempt_at", "id")
@@ -195,13 +212,39 @@ def send_due(now: datetime, result: RunResult | None = None) -> RunResult:
     return result
 
 
+def unexpected_reason(error: Exception) -> str:
+    """A short reason for an error nobody foresaw, fit for the failures page and the logs: the
+    exception's class and where in our code it was raised, never its message (which may quote the
+    channel's URL or secret)."""
+    ours = f"{settings.BASE_DIR}{os.sep}"
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.startswith(ours) and "site-packages" not in frame.filename:
+            place = f"{frame.filename.removeprefix(ours)}:{frame.lineno}"
+            return f"unexpected error: {type(error).__name__} in {place}"
+    return f"unexpected error: {type(error).__name__}"
+
+
 def _send_claimed(pk: int, claimed_at: datetime, now: datetime, result: RunResult) -> None:
     delivery = Delivery.objects.select_related("channel").get(pk=pk)
     mine = Delivery.objects.filter(pk=pk, state=Delivery.State.SENDING, claimed_at=claimed_at)
     try:
         channels.send(delivery.channel, delivery.pk, delivery.payload, now=timezone.now())
-    except channels.SendError as error:
-        message = str(error)[:500]
+    except Exception as error:
+        # Each delivery succeeds or fails alone, whatever goes wrong: an exception let through here
+        # would end the whole run, leave the other due deliveries waiting and this one "sending" until
+        # its lease ran out, again and again. Expected failures (SendError) carry a message written to
+        # be shown; anything else is described by its class and place only.
+        if isinstance(error, channels.SendError):
+            message = str(error)[:500]
+        else:
+            message = unexpected_reason(error)
+            logger.warning(
+                "Sending the %s notification of batch %s to channel %s failed unexpectedly: %s",
+                delivery.event,
+                delivery.batch_id,
+                delivery.channel_id,
+                message,
+            )
         if delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS:
             mine.update(state=Delivery.State.FAILED, last_error=message, claimed_at=None)
             result.failed += 1

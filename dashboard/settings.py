@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -243,6 +244,17 @@ ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 8, minimum=1)
 # Personal channels of non-admins may post only to public addresses (alerts/addresses.py); set this
 # where such webhooks legitimately live on the internal network.
 ALERTS_ALLOW_INTERNAL_URLS = env_bool("ALERTS_ALLOW_INTERNAL_URLS", False)
+# The environment variables a channel may read its URL or HMAC secret from (a regular expression
+# matched against the whole name). The workers post to that URL and sign with that secret, so it must
+# never admit the server's own secrets; the dashboard's own variables are refused whatever this says
+# (alerts/environment.py).
+ALERTS_ENV_NAME_PATTERN = env_str("ALERTS_ENV_NAME_PATTERN") or r"ALERT_[A-Z0-9_]+"
+try:
+    re.compile(ALERTS_ENV_NAME_PATTERN)
+except re.error as _error:
+    raise ImproperlyConfiguredEnv(
+        f"ALERTS_ENV_NAME_PATTERN is not a valid regular expression: {_error}"
+    ) from None
 # Notifications link to the batch's page under this address when it is set (https://batches.example.com).
 DASHBOARD_URL = env_str("DASHBOARD_URL")
 # The signing secret ("whsec_...") of the OpenAI webhook endpoint; unset turns /webhooks/openai/ off.

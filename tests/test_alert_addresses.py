@@ -1,6 +1,7 @@
 """Personal channels of non-admins may not post to internal addresses (alerts/addresses.py)."""
 
 import pytest
+from cryptography.fernet import Fernet
 
 from accounts.roles import ADMIN, VIEWER
 from alerts import addresses, services
@@ -10,6 +11,12 @@ from tests.factories import make_batch, make_user
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def encryption_key(settings):
+    # Channels' URLs are stored encrypted with it (alerts/models.py).
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture

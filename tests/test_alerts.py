@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.utils import timezone
@@ -42,6 +43,8 @@ def alert_settings(settings):
     settings.STALLED_AFTER_MINUTES = 30
     settings.DASHBOARD_URL = "https://batches.example.com"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Channels' URLs and secrets are stored encrypted with it.
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 
 def new_secret() -> str:

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 
 import pytest
+from cryptography.fernet import Fernet
 from django.utils import timezone
 
 from alerts import tasks
@@ -17,7 +18,9 @@ from tests.receivers import Receiver
 pytestmark = pytest.mark.integration
 
 
-def test_two_workers_send_every_event_exactly_once_per_channel(start_worker, transactional_db):
+def test_two_workers_send_every_event_exactly_once_per_channel(start_worker, transactional_db, settings):
+    # Channels' URLs and secrets are stored encrypted: the workers decrypt them with the same key.
+    key = settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
     hook, slack = Receiver(delay=0.05), Receiver(delay=0.05)
     try:
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -31,7 +34,7 @@ def test_two_workers_send_every_event_exactly_once_per_channel(start_worker, tra
             BatchStatusChange.objects.create(
                 batch=batch, old_status="in_progress", new_status=status, observed_at=now, api_timestamp=now
             )
-        workers = [start_worker(), start_worker()]
+        workers = [start_worker(DASHBOARD_ENCRYPTION_KEY=key), start_worker(DASHBOARD_ENCRYPTION_KEY=key)]
         # Several ticks at once, as beat would send them to a busy pool: both workers scan and send.
         for _ in range(6):
             tasks.process_alerts.delay()

@@ -4,6 +4,7 @@ import math
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,7 +45,7 @@ def test_a_wrong_or_missing_token_is_refused(client, token):
     assert TOKEN not in response.content.decode()
 
 
-def test_the_numbers_are_the_databases(client, token):
+def test_the_numbers_are_the_databases(client, token, settings):
     now = timezone.now()
     # A name that needs escaping in a label value.
     odd = make_connection(
@@ -74,6 +75,7 @@ def test_the_numbers_are_the_databases(client, token):
     make_batch(odd, status="failed")
     make_batch(odd, last_progress_at=now - timedelta(hours=1))  # stalled
     make_batch(odd, last_progress_at=now, eta_at=now + timedelta(days=2))  # will not make it
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()  # channel URLs are encrypted
     hook = Channel.objects.create(kind="webhook", url="http://127.0.0.1:9/", secret="k")
     batch = make_batch(plain, status="completed")
     for event, state, attempts in (
