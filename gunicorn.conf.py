@@ -8,25 +8,9 @@ first accepted a burst of connections, and under load one worker could end up ho
 while the other idled (measured by benchmarks/bench_poll_load.py: half the throughput, at random).
 """
 
-from typing import Any
-
-from gunicorn.glogging import Logger
-
 worker_class = "gthread"
 threads = 4
 reuse_port = True
 
-
-class RedactingLogger(Logger):
-    """gunicorn's own error and access logs do not propagate to the root logger, so Django's LOGGING
-    and its redaction filter never see them; yet the access log holds URLs and the error log quotes
-    malformed requests and exceptions. setup() runs again on every reload (SIGHUP), hence here."""
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        from dashboard.redaction import redact_handlers_of
-
-        redact_handlers_of(self.error_log, self.access_log)
-
-
-logger_class = RedactingLogger
+# gunicorn's own error and access logs do not reach Django's LOGGING: this logger masks keys in them.
+logger_class = "dashboard.gunicorn_logging.RedactingLogger"

@@ -23,6 +23,8 @@ timeout = 300
 graceful_timeout = 30
 # Errors and access lines to stderr, where systemd's journal collects them.
 errorlog = "-"
+# gunicorn's own error and access logs do not reach Django's LOGGING: this logger masks keys in them.
+logger_class = "dashboard.gunicorn_logging.RedactingLogger"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # gunicorn's default line plus the worker's pid (which process answered is worth knowing with several).
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" pid=%(p)s'
