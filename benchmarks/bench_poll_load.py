@@ -6,7 +6,7 @@ a bare Django view under the same server and settings (the ceiling).
 
 Run on demand; it is not part of the test suite. It fills a fresh SQLite file in a temporary directory
 with --batches batches (benchlib.fill_batches) and starts gunicorn, as in production (README: `gunicorn
-dashboard.wsgi`, which reads gunicorn.conf.py: gthread workers, reuse_port), on 127.0.0.1 at a free port:
+dashboard.wsgi --config deploy/gunicorn.conf.py`: gthread workers, reuse_port), on 127.0.0.1 at a free port:
 --workers workers of --threads threads, DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY,
 DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what plain HTTP on loopback needs changed
 (DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0, DASHBOARD_LOGIN_RATE_LIMIT=0). The settings module is
@@ -381,7 +381,7 @@ def figures(
         "table": {"columns": columns, "rows": rows},
         "notes": [
             f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1 with the repository's "
-            f"gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} threads, "
+            f"deploy/gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} threads, "
             f"production settings (DEBUG off, sessions cached in front of "
             f"the database, persistent SQLite connections in WAL mode, as dashboard.settings configures); "
             f"{args.batches:,} batches.",
@@ -430,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                 "-m",
                 "gunicorn",
                 "dashboard.wsgi:application",
-                # The rest (gthread, reuse_port) from the repository's gunicorn.conf.py, as in production.
+                # The rest (gthread, reuse_port) from the deployment's own configuration.
+                "--config=deploy/gunicorn.conf.py",
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={args.workers}",
                 f"--threads={args.threads}",
