@@ -380,10 +380,11 @@ def figures(
         "measurements": measurements,
         "table": {"columns": columns, "rows": rows},
         "notes": [
-            f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1 with the repository's "
-            f"deploy/gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} threads, "
-            f"production settings (DEBUG off, sessions cached in front of "
-            f"the database, persistent SQLite connections in WAL mode, as dashboard.settings configures); "
+            f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1 with "
+            f"deploy/gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} "
+            f"threads, "
+            f"production settings (DEBUG off, sessions in the database, the cache in Redis, "
+            f"persistent SQLite connections in WAL mode, as dashboard.settings configures); "
             f"{args.batches:,} batches.",
             f"wrk {context['wrk']}: 2 threads, {args.connections} connections, {args.seconds} s per "
             f"measurement x {args.rounds} after a 5 s warm-up, keep-alive, a viewer's session cookie and "
