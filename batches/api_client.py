@@ -54,6 +54,11 @@ _T = TypeVar("_T")
 class APIError(Exception):
     """Anything that went wrong talking to the API. The client redacts the key before raising."""
 
+    # Whether the message came from an API error body ({"error": {"message": ...}}) rather than from
+    # the first bytes of whatever answered: only the former is fit to quote to a user (a "Test" of a
+    # connection pointed somewhere else must not echo that other server's page).
+    from_error_body: bool = False
+
     def __init__(
         self,
         message: str,
@@ -600,6 +605,15 @@ def _error_fields(body: bytes) -> dict[str, str | None]:
     return fields
 
 
+def _is_api_error_body(body: bytes) -> bool:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return isinstance(error, dict) and isinstance(error.get("message"), str)
+
+
 class BatchAPIClient:
     """Synchronous client; one instance keeps one connection pool, so reuse it."""
 
@@ -912,7 +926,9 @@ class BatchAPIClient:
         cls = _STATUS_ERRORS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
         if cls is RateLimitError:
             fields["retry_after"] = _retry_after_seconds(response.headers)
-        return self._error(cls, message, response, **fields)
+        error = self._error(cls, message, response, **fields)
+        error.from_error_body = _is_api_error_body(body)
+        return error
 
     def _transport_error(self, exc: httpx.TransportError) -> APIError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -4,8 +4,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 
+from batches import secrets
 from batches.models import Connection
+from dashboard import outbound
 
 
 class ConnectionForm(forms.ModelForm):
@@ -60,6 +63,16 @@ class ConnectionForm(forms.ModelForm):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise forms.ValidationError("Enter an http:// or https:// URL.")
+        if not settings.DASHBOARD_ALLOW_INTERNAL_API_URLS:
+            # The server would send requests (and the key) into its own network; the client checks
+            # again, and pins the checked address, before every use.
+            address = outbound.internal_address(value)
+            if address is not None:
+                raise forms.ValidationError(
+                    f"The URL leads to an internal address ({address}). Connections may reach public "
+                    "addresses only, unless the operator sets DASHBOARD_ALLOW_INTERNAL_API_URLS=1 for "
+                    "a gateway on the internal network."
+                )
         return value
 
     def clean_refresh_interval(self) -> int:
@@ -80,10 +93,38 @@ class ConnectionForm(forms.ModelForm):
             return data
         storage = data.get("key_storage")
         if storage == "env":
-            if not data.get("api_key_env"):
+            name = data.get("api_key_env")
+            refused = secrets.env_name_refusal(name) if name else None
+            if not name:
                 self.add_error("api_key_env", "Name the environment variable that holds the key.")
-            elif not data["api_key_env"].replace("_", "").isalnum():
-                self.add_error("api_key_env", "Letters, digits and underscores only.")
-        elif storage == "encrypted" and not data.get("api_key") and not self.instance.api_key_encrypted:
-            self.add_error("api_key", "Enter the API key.")
+            elif refused:
+                self.add_error("api_key_env", refused)
+        elif storage == "encrypted":
+            # A name left over from env storage is never read while a key is stored; drop it.
+            data["api_key_env"] = ""
+            if not data.get("api_key"):
+                if not self.instance.api_key_encrypted:
+                    self.add_error("api_key", "Enter the API key.")
+                elif self._host_changed(data.get("base_url")):
+                    # Otherwise "Test" would send the key stored for the old host to the new one.
+                    self.add_error(
+                        "api_key",
+                        "The URL now points at another host: enter the key again, so that the key "
+                        "stored for the old host is never sent to the new one.",
+                    )
         return data
+
+    def _host_changed(self, base_url: str | None) -> bool:
+        if not self.instance.pk or not base_url:
+            return False
+        return _origin(base_url) != _origin(self.instance.base_url)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").rstrip("."), port or default

@@ -38,6 +38,7 @@ from batches.api_client import (
 )
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
+from dashboard import outbound
 from dashboard.redaction import register_secret
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,10 @@ def api_key_for(connection: Connection) -> str:
         except secrets.EncryptionNotConfigured as error:
             raise ConnectionNotConfigured(f"Connection {connection.name!r}: {error}") from None
     elif connection.api_key_env:
+        # Checked again at use: the rule may have tightened since the connection was saved.
+        refused = secrets.env_name_refusal(connection.api_key_env)
+        if refused:
+            raise ConnectionNotConfigured(f"Connection {connection.name!r}: {refused}")
         api_key = os.environ.get(connection.api_key_env, "")
     else:
         api_key = ""
@@ -138,8 +143,27 @@ def client_config_for(connection: Connection) -> ClientConfig:
     )
 
 
+def may_reach_internal_addresses(connection: Connection) -> bool:
+    # The environment's connection is the operator's own choice (and `make run` points it at the
+    # simulator on loopback); connections added by admins reach internal addresses only if allowed.
+    return connection.from_environment or settings.DASHBOARD_ALLOW_INTERNAL_API_URLS
+
+
 def client_for(connection: Connection) -> BatchAPIClient:
-    return BatchAPIClient(client_config_for(connection))
+    """A client whose every request goes to the address checked here (see dashboard/outbound.py)."""
+    config = client_config_for(connection)
+    transport = outbound.PinnedTransport(
+        allow_internal=may_reach_internal_addresses(connection), verify=outbound.ssl_context()
+    )
+    try:
+        transport.pin(config.base_url)
+    except outbound.Refused as error:
+        transport.close()
+        raise ConnectionNotConfigured(
+            f"Connection {connection.name!r}: {error}; set DASHBOARD_ALLOW_INTERNAL_API_URLS=1 to allow "
+            "gateways on the internal network."
+        ) from None
+    return BatchAPIClient(config, transport=transport)
 
 
 # --- mapping an API batch onto columns ---------------------------------------------------------

@@ -130,7 +130,7 @@ def make_connections(now: datetime) -> list:
             name=name,
             defaults={
                 "base_url": "http://127.0.0.1:9/v1",
-                "api_key_env": "BENCH_UNUSED_KEY",
+                "api_key_env": "BENCH_UNUSED_API_KEY",
                 "enabled": True,
                 "last_success_at": now - timedelta(seconds=5),
                 "last_complete_walk_at": now - timedelta(minutes=2),

@@ -183,6 +183,24 @@ AXES_CLIENT_IP_CALLABLE = "dashboard.client_ip.client_ip"
 # Keys of connections stored in the database are encrypted with this Fernet key (base64, 32 bytes);
 # `python manage.py generate_encryption_key` prints a new one.
 DASHBOARD_ENCRYPTION_KEY = env_str("DASHBOARD_ENCRYPTION_KEY")
+# The environment variables a connection's key may be read from (a regular expression matched against
+# the whole name): an admin names one, and its value is sent to the connection's host, so it must
+# never be one of the server's own secrets. Variables the dashboard reads itself are refused whatever
+# this says (batches/secrets.py).
+DASHBOARD_API_KEY_ENV_PATTERN = (
+    env_str("DASHBOARD_API_KEY_ENV_PATTERN")
+    or r"(AZURE_)?OPENAI_[A-Z0-9_]+|[A-Z][A-Z0-9_]*_API_KEY(_[A-Z0-9_]+)?"
+)
+try:
+    re.compile(DASHBOARD_API_KEY_ENV_PATTERN)
+except re.error as _error:
+    raise ImproperlyConfiguredEnv(
+        f"DASHBOARD_API_KEY_ENV_PATTERN is not a valid regular expression: {_error}"
+    ) from None
+# Connections may reach only public addresses (dashboard/outbound.py), as the server would otherwise
+# send requests into its own network for any admin; set this for a self-hosted gateway on the
+# internal network. The connection configured by OPENAI_BASE_URL is the operator's and always may.
+DASHBOARD_ALLOW_INTERNAL_API_URLS = env_bool("DASHBOARD_ALLOW_INTERNAL_API_URLS", False)
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

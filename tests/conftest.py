@@ -105,6 +105,8 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         DJANGO_DEBUG="1",
         PYTHONUNBUFFERED="1",
         DATABASE_URL=database_url_for_subprocesses(),
+        # Test connections point at the simulator on loopback (see allow_loopback_connections).
+        DASHBOARD_ALLOW_INTERNAL_API_URLS="1",
     )
     env.update(overrides)
     return env
@@ -424,3 +426,10 @@ def fresh_cache(shared_cache: str):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback_connections(settings):
+    """Test connections point at simulators on loopback, which the default refuses as internal
+    addresses; tests of that refusal set DASHBOARD_ALLOW_INTERNAL_API_URLS back to False."""
+    settings.DASHBOARD_ALLOW_INTERNAL_API_URLS = True

@@ -16,7 +16,7 @@ _ids = count(1)
 
 def make_connection(name: str = "team-a", **fields: Any) -> Connection:
     fields.setdefault("base_url", "http://127.0.0.1:9/v1")
-    fields.setdefault("api_key_env", "TEAM_A_KEY")
+    fields.setdefault("api_key_env", "TEAM_A_API_KEY")
     return Connection.objects.create(name=name, **fields)
 
 

@@ -62,9 +62,9 @@ def test_a_batch_that_already_finished_says_so_and_shows_its_true_state(
 
 
 def test_an_unreachable_api_is_explained_and_nothing_is_lost(client, operator, monkeypatch):
-    monkeypatch.setenv("DEAD_KEY", "sk-dead")
+    monkeypatch.setenv("DEAD_API_KEY", "sk-dead")
     dead = Connection.objects.create(
-        name="dead", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env="DEAD_KEY"
+        name="dead", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env="DEAD_API_KEY"
     )
     from tests.factories import make_batch
 
