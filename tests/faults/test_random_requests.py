@@ -363,12 +363,12 @@ def _world(simulator, monkeypatch) -> dict[str, list[str]]:
     """Connections to the simulator and to a closed port, batches synced from the simulator and
     made by hand, a channel and a failed delivery: something real behind many of the random ids."""
     monkeypatch.setenv("SIMULATOR_TEST_API_KEY", "sk-test-fuzz")
-    monkeypatch.setenv("CLOSED_PORT_KEY", "sk-test-closed")
+    monkeypatch.setenv("CLOSED_PORT_API_KEY", "sk-test-closed")
     simulated = Connection.objects.create(
         name="simulated", base_url=simulator.base_url, api_key_env="SIMULATOR_TEST_API_KEY"
     )
     closed = Connection.objects.create(
-        name="closed", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env="CLOSED_PORT_KEY"
+        name="closed", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env="CLOSED_PORT_API_KEY"
     )
     sync.full_sync(simulated)
     sync.environment_connection()
