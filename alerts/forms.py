@@ -113,21 +113,10 @@ class ChannelForm(forms.ModelForm):
         kind = data.get("kind")
         channel = self.instance
         for field, env_field, label in (("url", "url_env", "URL"), ("secret", "secret_env", "secret")):
-            value, env_name = data.get(field), data.get(env_field)
-            if value and env_name:
+            if data.get(field) and data.get(env_field):
                 self.add_error(env_field, f"Give the {label} or the variable that holds it, not both.")
-                continue
-            if value:
-                try:
-                    setattr(channel, field, value)  # encrypted now; the plaintext is not kept
-                except secrets.EncryptionNotConfigured:
-                    self.add_error(field, NO_KEY if self.allow_env else NO_KEY_ASK_ADMIN)
-            elif env_name:
-                setattr(channel, f"{field}_encrypted", "")
-                if field == "url":
-                    channel.url_hint = ""
-            # Neither: a stored (encrypted) value stays; the variable's name is a plain field, shown
-            # with its value, so an emptied one is removed.
+            elif data.get(field) and not encryption_configured():
+                self.add_error(field, NO_KEY if self.allow_env else NO_KEY_ASK_ADMIN)
         if (
             kind in (Channel.Kind.WEBHOOK, Channel.Kind.SLACK)
             and "url" not in self.errors
@@ -143,3 +132,30 @@ class ChannelForm(forms.ModelForm):
         ):
             self.add_error("secret", "A webhook needs a secret to sign its requests with.")
         return data
+
+    def save(self, commit: bool = True) -> Channel:
+        """Encrypts only now, once the whole form is valid: a value typed into a refused form is never
+        kept, not even encrypted."""
+        channel = super().save(commit=False)
+        for field in ("url", "secret"):
+            value = self.cleaned_data.get(field)
+            if value:
+                setattr(channel, field, value)  # encrypts, and empties the variable's name
+            elif self.cleaned_data.get(f"{field}_env"):
+                setattr(channel, f"{field}_encrypted", "")
+                if field == "url":
+                    channel.url_hint = ""
+            # Neither: a stored (encrypted) value stays; a variable's name is a plain field shown with
+            # its value, so emptying it removes it.
+        if commit:
+            channel.save()
+            self.save_m2m()
+        return channel
+
+
+def encryption_configured() -> bool:
+    try:
+        secrets.encrypt("")  # nothing to keep secret: only whether a usable key is set
+    except secrets.EncryptionNotConfigured:
+        return False
+    return True

@@ -239,3 +239,53 @@ def test_a_channel_encrypted_with_another_key_fails_its_delivery_with_a_reason(s
     client.force_login(make_user("root", ADMIN))
     assert client.get("/alerts/channels/").status_code == 200
     assert client.get("/alerts/failures/").status_code == 200
+
+
+# --- the migration of existing rows ------------------------------------------------------------
+
+BEFORE = [("alerts", "0002_start_cursor_at_existing_changes")]
+AFTER = [("alerts", "0005_remove_plaintext_channel_secrets")]
+
+
+def migrate(targets):
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(db_connection)
+    executor.migrate(targets)
+    return MigrationExecutor(db_connection).loader.project_state(targets).apps
+
+
+@pytest.fixture
+def plaintext_channel(transactional_db, settings):
+    """A channel as the code before the encryption stored it, with its URL and secret in plain text."""
+    secret = new_secret()
+    url = f"https://hooks.example.com/services/{TOKEN}"
+    old = migrate(BEFORE)
+    try:
+        old.get_model("alerts", "Channel").objects.create(kind="webhook", url=url, secret=secret)
+        yield url, secret
+    finally:
+        # Whatever the test did, the schema is the current one again for the tests after it.
+        with db_connection.cursor() as cursor:
+            cursor.execute("DELETE FROM alerts_channel")
+        migrate(AFTER)
+
+
+def test_the_migration_encrypts_the_urls_and_secrets_of_existing_channels(plaintext_channel):
+    url, secret = plaintext_channel
+    migrate(AFTER)
+    raw = raw_channel_rows()
+    assert TOKEN not in raw and secret not in raw
+    channel = Channel.objects.get()
+    assert (channel.url, channel.secret) == (url, secret)
+    assert channel.target == "https://hooks.example.com/…6789"
+
+
+def test_without_a_key_the_migration_refuses_rather_than_keep_plain_text(plaintext_channel, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.DASHBOARD_ENCRYPTION_KEY = ""
+    with pytest.raises(ImproperlyConfigured, match="DASHBOARD_ENCRYPTION_KEY is not set"):
+        migrate(AFTER)
+    # Nothing was lost: the rows still hold what they held.
+    assert TOKEN in raw_channel_rows()
