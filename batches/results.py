@@ -15,10 +15,12 @@ import math
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -569,7 +571,11 @@ class Outcome:
     ok: bool
     message: str
     batch: Batch | None = None
-    problems: list[LineProblem] = field(default_factory=list)
+    report: ValidationReport | None = None  # for an upload that failed validation
+
+    @property
+    def problems(self) -> list[LineProblem]:
+        return self.report.problems if self.report is not None else []
 
 
 def _custom_id(raw: bytes) -> str | None:
@@ -675,11 +681,45 @@ def resubmit_failed(batch: Batch) -> Outcome:
 
 # --------------------------------------------------------------------------- creating from an upload
 
+# Only the first problems are listed (the API itself reports at most 100); the rest are counted per
+# kind, so a file with a problem on every line costs a page of constant size.
+MAX_LISTED_PROBLEMS = 100
+# A line longer than this is reported, not read: it bounds what one line can cost (its bytes, its
+# text and its parsed form, about 4x this in all). The API's own cap on a request's payload is larger
+# for image inputs, but such lines are rare in batch files and refusing one says why.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+# Duplicate custom_ids are found through a dict of 64-bit hashes of the ids seen, each with its first
+# line. A file with more than MAX_LINES requests is refused anyway, so past that many ids new ones are
+# not remembered (later repeats of remembered ids are still found): about 5 MB at most, whatever the
+# file. Two different ids share a hash with odds of about 1 in 10**10 for a full file; the hash is
+# keyed per process, so even that would not repeat on a second try.
+MAX_REMEMBERED_IDS = MAX_LINES
+# Enough of the file's start to tell UTF-16 and UTF-32 (NUL bytes between ASCII letters) from UTF-8.
+SNIFF_BYTES = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
+
+# Each kind of problem a line can have, with the words the page counts it under.
+PROBLEM_KINDS: dict[str, str] = {
+    "too_long": "line too long to check",
+    "empty": "empty line",
+    "utf8": "not valid UTF-8",
+    "json": "not valid JSON",
+    "object": "not a JSON object",
+    "custom_id": "custom_id missing or not a string",
+    "duplicate": "custom_id used again",
+    "method": "method is not POST",
+    "url": "url is not the endpoint",
+    "body": "body missing or not an object",
+    "model": "body.model missing",
+    "mixed_model": "more than one model",
+}
+
 
 @dataclass(frozen=True)
 class LineProblem:
     line: int | None  # None: the file as a whole
     reason: str
+    kind: str = ""
 
     def __str__(self) -> str:
         return f"Line {self.line}: {self.reason}" if self.line is not None else self.reason
@@ -687,30 +727,132 @@ class LineProblem:
 
 @dataclass
 class ValidationReport:
-    problems: list[LineProblem]
+    """What is wrong with a file, in constant memory: problems of the file as a whole, the first
+    MAX_LISTED_PROBLEMS problems of its lines, and how many problems of each kind there are."""
+
+    file_problems: list[LineProblem] = field(default_factory=list)
+    line_problems: list[LineProblem] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    bad_lines: int = 0
     lines: int = 0
     inputs: int = 0
     model: str | None = None
 
     @property
+    def problems(self) -> list[LineProblem]:
+        """What the page lists: the file's problems first, then the first problems of its lines."""
+        return self.file_problems + self.line_problems
+
+    @property
+    def problem_count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def unlisted(self) -> int:
+        return self.problem_count - len(self.line_problems)
+
+    @property
+    def kinds(self) -> list[tuple[str, int]]:
+        return [(PROBLEM_KINDS.get(kind, kind), count) for kind, count in self.counts.most_common()]
+
+    @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.file_problems and not self.counts
+
+    def add(self, number: int, kind: str, reason: str, repeat: int = 1) -> None:
+        """`repeat` lines from `number` on have this problem."""
+        self.counts[kind] += repeat
+        room = MAX_LISTED_PROBLEMS - len(self.line_problems)
+        if room > 0:
+            for offset in range(min(room, repeat)):
+                self.line_problems.append(LineProblem(number + offset, reason, kind))
 
 
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Every line, blank ones included, split on \\n as the API does (not on a lone \\r)."""
+_NEWLINES = re.compile(rb"\n+")
+
+
+def _split_lines(chunks: Iterable[bytes], limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """Every line, split on \\n as the API does (not on a lone \\r), as (line, 1); a run of n empty
+    lines as (b"", n), so a file of blank lines costs no Python work per line; a line longer than
+    `limit` as (None, 1), its bytes skipped rather than kept."""
     pending = bytearray()
+    overlong = False
     for chunk in chunks:
-        start = 0
-        # Only the new chunk is searched, so a long line costs linear time, not quadratic.
-        while (end := chunk.find(b"\n", start)) != -1:
-            pending += chunk[start:end]
-            yield bytes(pending)
-            pending.clear()
+        start, size = 0, len(chunk)
+        while start < size:
+            # Only the new chunk is searched, so a long line costs linear time, not quadratic.
+            end = chunk.find(b"\n", start)
+            if end == -1:
+                if not overlong:
+                    if len(pending) + size - start > limit:
+                        overlong = True
+                        pending = bytearray()  # give the memory back, not just empty it
+                    else:
+                        pending += memoryview(chunk)[start:]
+                break
+            if overlong:
+                yield None, 1
+                overlong = False
+            elif pending:
+                if len(pending) + end - start > limit:
+                    yield None, 1
+                else:
+                    pending += memoryview(chunk)[start:end]
+                    yield bytes(pending), 1
+                pending = bytearray()
+            elif end == start:
+                run = _NEWLINES.match(chunk, start)
+                assert run is not None  # chunk[start] is a newline
+                yield b"", run.end() - start
+                start = run.end()
+                continue
+            elif end - start > limit:
+                yield None, 1
+            else:
+                yield chunk[start:end], 1
             start = end + 1
-        pending += chunk[start:]
-    if pending:
-        yield bytes(pending)
+    if overlong:
+        yield None, 1
+    elif pending:
+        yield bytes(pending), 1
+
+
+def _skip(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
+    """The stream without its first `count` bytes, however small its chunks."""
+    for chunk in chunks:
+        if count:
+            dropped = min(count, len(chunk))
+            chunk, count = chunk[dropped:], count - dropped
+        if chunk:
+            yield chunk
+
+
+def _sniff(chunks: Iterator[bytes]) -> tuple[bytes, list[bytes]]:
+    """The first SNIFF_BYTES of the stream, and the chunks read to get them (to be read again)."""
+    taken: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        taken.append(chunk)
+        size += len(chunk)
+        if size >= SNIFF_BYTES:
+            break
+    head = b"".join(chunk[:SNIFF_BYTES] for chunk in taken)[:SNIFF_BYTES]
+    return head, taken
+
+
+def _encoding_problem(head: bytes) -> str:
+    """Why the file is not UTF-8 as a whole, or "" if it may be."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return (
+            "The file is UTF-16 or UTF-32 (it starts with a byte order mark FF FE or FE FF). The Batch "
+            "API reads UTF-8 only: save the file as UTF-8."
+        )
+    if b"\x00" in head:
+        return (
+            "The file holds NUL bytes, as UTF-16 and UTF-32 files do. The Batch API reads UTF-8 only: "
+            "save the file as UTF-8."
+        )
+    return ""
 
 
 def _embedding_inputs(body: dict[str, Any]) -> int:
@@ -721,93 +863,175 @@ def _embedding_inputs(body: dict[str, Any]) -> int:
 
 
 def _line_problems(
-    item: Any, endpoint: str, number: int, first_ids: dict[str, int], model: list[Any]
-) -> list[str]:
+    item: Any, endpoint: str, number: int, first_ids: dict[int, int], model: list[Any], describe: bool
+) -> list[tuple[str, str]]:
+    """(kind, reason) of each problem of a parsed line; the reasons are "" unless `describe` (once
+    the first problems are listed, the rest are only counted, so their words are not worth making)."""
     if not isinstance(item, dict):
-        return ["not a JSON object"]
-    reasons: list[str] = []
+        return [("object", "not a JSON object")]
+    problems: list[tuple[str, str]] = []
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
-        reasons.append("custom_id is missing or not a non-empty string")
-    elif custom_id in first_ids:
-        reasons.append(
-            f"custom_id {_clip(custom_id, 80)!r} is used again (first on line {first_ids[custom_id]})"
-        )
+        problems.append(("custom_id", "custom_id is missing or not a non-empty string"))
     else:
-        first_ids[custom_id] = number
-    if item.get("method") != "POST":
-        reasons.append(f'method must be "POST", not {_clip(_compact(item.get("method")), 40)}')
-    if item.get("url") != endpoint:
-        reasons.append(f"url {_clip(_compact(item.get('url')), 60)} does not match the endpoint {endpoint}")
+        key = hash(custom_id)
+        first = first_ids.get(key)
+        if first is not None:
+            problems.append(
+                (
+                    "duplicate",
+                    f"custom_id {_clip(custom_id, 80)!r} is used again (first on line {first})"
+                    if describe
+                    else "",
+                )
+            )
+        elif len(first_ids) < MAX_REMEMBERED_IDS:
+            first_ids[key] = number
+    method = item.get("method")
+    if method != "POST":
+        reason = f'method must be "POST", not {_clip(_compact(method), 40)}' if describe else ""
+        problems.append(("method", reason))
+    url = item.get("url")
+    if url != endpoint:
+        problems.append(
+            (
+                "url",
+                f"url {_clip(_compact(url), 60)} does not match the endpoint {endpoint}" if describe else "",
+            )
+        )
     body = item.get("body")
     if not isinstance(body, dict):
-        reasons.append("body is missing or not a JSON object")
-        return reasons
+        problems.append(("body", "body is missing or not a JSON object"))
+        return problems
     body_model = body.get("model")
     if not isinstance(body_model, str) or not body_model:
-        reasons.append("body.model is missing")
+        problems.append(("model", "body.model is missing"))
     elif model[0] is None:
         model[0], model[1] = body_model, number
     elif body_model != model[0]:
         # The API fails the whole batch for this, so say it now.
-        reasons.append(
-            f"body.model {_clip(body_model, 60)!r} differs from {_clip(model[0], 60)!r} on line {model[1]}: "
-            "a batch uses one model"
+        problems.append(
+            (
+                "mixed_model",
+                f"body.model {_clip(body_model, 60)!r} differs from {_clip(model[0], 60)!r} on line "
+                f"{model[1]}: a batch uses one model"
+                if describe
+                else "",
+            )
         )
-    return reasons
+    return problems
+
+
+def _parse(raw: bytes) -> tuple[Any, tuple[str, str] | None]:
+    """The line's JSON value, or the (kind, reason) of why it has none."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, ("utf8", f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte {error.start + 1})")
+    try:
+        return json.loads(text), None
+    except ValueError as error:
+        detail = f" ({error.msg}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
+        return None, ("json", f"not valid JSON{detail}")
+    except RecursionError:
+        return None, ("json", "not valid JSON (nested too deeply)")
 
 
 def validate_upload(chunks: Iterable[bytes], endpoint: str, size: int | None = None) -> ValidationReport:
-    """Check an input file the way the Batch API will, but report every bad line, not the first 100."""
+    """Check an input file the way the Batch API will, reading it once as a stream: memory stays the
+    same whatever the file's size (MAX_LINE_BYTES, MAX_LISTED_PROBLEMS, MAX_REMEMBERED_IDS bound it)."""
+    report = ValidationReport()
     if endpoint not in BATCH_ENDPOINTS:
-        return ValidationReport([LineProblem(None, f"Unknown endpoint {endpoint!r}.")])
+        report.file_problems.append(LineProblem(None, f"Unknown endpoint {endpoint!r}."))
+        return report
     if size is not None and size > MAX_BYTES:
-        return ValidationReport(
-            [
-                LineProblem(
-                    None, f"The file is {size:,} bytes; a batch input file may hold at most {MAX_BYTES:,}."
-                )
-            ]
+        report.file_problems.append(
+            LineProblem(
+                None, f"The file is {size:,} bytes; a batch input file may hold at most {MAX_BYTES:,}."
+            )
         )
-    report = ValidationReport([])
-    first_ids: dict[str, int] = {}
+        return report
+    source = iter(chunks)
+    head, taken = _sniff(source)
+    encoding = _encoding_problem(head)
+    if encoding:
+        # Every line would be garbage: one clear message instead.
+        report.file_problems.append(LineProblem(None, encoding))
+        return report
+    stream: Iterable[bytes] = chain(taken, source)
+    if head.startswith(UTF8_BOM):
+        report.file_problems.append(
+            LineProblem(
+                None,
+                "The file starts with a UTF-8 byte order mark (BOM), which the Batch API does not accept: "
+                "save it as UTF-8 without a BOM (often called plain UTF-8).",
+            )
+        )
+        stream = _skip(stream, len(UTF8_BOM))  # so that line 1 is judged on its own merits
+
+    total = 0
+    over_size = False
+
+    def counted(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        nonlocal total, over_size
+        for chunk in chunks:
+            total += len(chunk)
+            if total > MAX_BYTES:
+                over_size = True
+                return  # the file is refused anyway; reading on would only cost time
+            yield chunk
+
+    first_ids: dict[int, int] = {}
     model: list[Any] = [None, None]
-    total_bytes = 0
-    for number, raw in enumerate(_split_lines(chunks), start=1):
-        total_bytes += len(raw) + 1
+    number = 0
+    for raw, repeat in _split_lines(counted(stream), MAX_LINE_BYTES):
+        if raw is None:
+            number += 1
+            report.lines += 1
+            report.bad_lines += 1
+            report.add(
+                number, "too_long", f"longer than {MAX_LINE_BYTES:,} bytes, the most the dashboard checks"
+            )
+            continue
         if not raw.strip():
             # The final newline ends the last line; any other empty line fails validation at the API.
-            report.problems.append(LineProblem(number, "empty line"))
+            report.add(number + 1, "empty", "empty line", repeat)
+            report.bad_lines += repeat
+            number += repeat
             continue
+        number += 1
         report.lines += 1
-        try:
-            item = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            reason = "not valid JSON" + (
-                f" ({error.msg}, column {error.colno})" if hasattr(error, "msg") else ""
-            )
-            report.problems.append(LineProblem(number, reason))
+        item, failure = _parse(raw)
+        describe = len(report.line_problems) < MAX_LISTED_PROBLEMS
+        problems = (
+            [failure] if failure else _line_problems(item, endpoint, number, first_ids, model, describe)
+        )
+        for kind, reason in problems:
+            report.add(number, kind, reason)
+        if problems:
+            report.bad_lines += 1
+        if failure:
             continue
-        reasons = _line_problems(item, endpoint, number, first_ids, model)
-        report.problems.extend(LineProblem(number, reason) for reason in reasons)
         if endpoint == "/v1/embeddings" and isinstance(item, dict) and isinstance(item.get("body"), dict):
             report.inputs += _embedding_inputs(item["body"])
         else:
             report.inputs += 1
     report.model = model[0]
-    if total_bytes - 1 > MAX_BYTES:
-        report.problems.insert(0, LineProblem(None, f"The file holds more than {MAX_BYTES:,} bytes."))
-    if report.lines == 0 and not report.problems:
-        report.problems.append(LineProblem(None, "The file is empty."))
+    if over_size:
+        report.file_problems.insert(
+            0, LineProblem(None, f"The file holds more than {MAX_BYTES:,} bytes; it was not read to its end.")
+        )
+    if report.lines == 0 and report.ok:
+        report.file_problems.append(LineProblem(None, "The file is empty."))
     if report.lines > MAX_LINES:
-        report.problems.insert(
+        report.file_problems.insert(
             0,
             LineProblem(
                 None, f"The file holds {report.lines:,} requests; a batch may hold at most {MAX_LINES:,}."
             ),
         )
     if endpoint == "/v1/embeddings" and report.inputs > MAX_EMBEDDING_INPUTS:
-        report.problems.insert(
+        report.file_problems.insert(
             0,
             LineProblem(
                 None,
@@ -874,9 +1098,9 @@ def create_from_upload(
     upload.seek(0)
     report = validate_upload(iter(lambda: upload.read(1024 * 1024), b""), endpoint, size)
     if not report.ok:
-        count = sum(1 for problem in report.problems if problem.line is not None)
+        count = report.bad_lines
         summary = f"{count:,} invalid line{'s' if count != 1 else ''}" if count else "The file is not valid"
-        return Outcome(False, f"{summary}; nothing was uploaded.", problems=report.problems)
+        return Outcome(False, f"{summary}; nothing was uploaded.", report=report)
     username = user.get_username() if user is not None and user.is_authenticated else "unknown"
     full_metadata = {**metadata, CREATED_BY_KEY: username}
     try:
