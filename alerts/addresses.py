@@ -6,45 +6,24 @@ forgery), such as a cloud's metadata address or an admin API on localhost. Chann
 channels (which only admins manage) and deployments that set ALERTS_ALLOW_INTERNAL_URLS may post
 anywhere; other personal channels only to public addresses.
 
-The host is resolved when the channel is saved and again before every send. A name that resolves
-differently between that check and the connection (DNS rebinding) is not covered.
+The host is resolved when the channel is saved and again before every send, and the send connects to
+the address that second check saw (dashboard/outbound.py pins it), so a name that resolves elsewhere
+between the check and the connection (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
-
-import ipaddress
-import socket
-from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from accounts.roles import ADMIN, role_of
 from alerts.models import Channel
-
-
-def _is_internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of it
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+from dashboard import outbound
 
 
 def internal_address(url: str) -> str | None:
     """The first internal address the URL's host stands for, or None when all are public (or the
     host does not resolve: the send then fails on its own)."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    if not host:
-        return None
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, ValueError, UnicodeError):
-        return None
-    for _family, _type, _proto, _name, sockaddr in found:
-        if _is_internal(str(sockaddr[0])):
-            return str(sockaddr[0])
-    return None
+    return outbound.internal_address(url)
 
 
 def may_post_internally(channel: Channel) -> bool:
@@ -58,8 +37,10 @@ def refusal(channel: Channel) -> str | None:
     if not channel.url or may_post_internally(channel):
         return None
     address = internal_address(channel.url)
-    if address is None:
-        return None
+    return None if address is None else refusal_message(address)
+
+
+def refusal_message(address: str) -> str:
     return (
         f"the URL leads to an internal address ({address}); only admins' and team channels may post "
         "there (or set ALERTS_ALLOW_INTERNAL_URLS=1)"

@@ -18,6 +18,7 @@ from django.core.mail import send_mail
 
 from alerts import addresses, events, signing
 from alerts.models import Channel, SecretUnavailable
+from dashboard import outbound
 from dashboard.redaction import redact, register_secret
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -88,16 +89,21 @@ def _post(channel: Channel, body: bytes, headers: dict[str, str]) -> None:
     problem = url_problem(url)
     if problem:
         raise SendError(f"the channel's URL cannot be used: {problem}")
-    # Checked again at every send: the name may resolve elsewhere now, or the owner lost the admin role.
-    refused = addresses.refusal(channel)
-    if refused:
-        raise SendError(refused)
+    # Checked again at every send (the name may resolve elsewhere now, or the owner lost the admin
+    # role), and the post goes to the address checked here: a second lookup could answer otherwise.
+    transport = outbound.PinnedTransport(
+        allow_internal=addresses.may_post_internally(channel), verify=outbound.ssl_context()
+    )
+    try:
+        transport.pin(url)
+    except outbound.Refused as error:
+        transport.close()
+        raise SendError(addresses.refusal_message(error.address)) from None
     try:
         # Redirects are not followed: a receiver that moved should be reconfigured, and a redirect could
         # otherwise carry a signed body somewhere its owner never chose.
-        response = httpx.post(
-            url, content=body, headers={"user-agent": USER_AGENT, **headers}, timeout=TIMEOUT
-        )
+        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
+            response = client.post(url, content=body, headers={"user-agent": USER_AGENT, **headers})
     except httpx.TimeoutException:
         raise SendError("timed out") from None
     except httpx.HTTPError as error:

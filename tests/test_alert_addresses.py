@@ -8,6 +8,7 @@ from alerts import addresses, services
 from alerts.models import Channel, Delivery
 from batches.models import BatchStatusChange
 from tests.factories import make_batch, make_user
+from tests.network import FakeDNS, guard_loopback, install_fake_dns
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +25,16 @@ def hook():
     receiver = Receiver((200,))
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(autouse=True)
+def no_traffic_off_loopback(monkeypatch) -> list[str]:
+    return guard_loopback(monkeypatch)
+
+
+@pytest.fixture
+def fake_dns(monkeypatch) -> FakeDNS:
+    return install_fake_dns(monkeypatch)
 
 
 @pytest.fixture
@@ -99,4 +110,31 @@ def test_a_deployment_may_allow_internal_addresses_for_everyone(client, viewer, 
     _finish_a_batch()
     services.process()
     assert len(hook.wait_for(1)) == 1
+    assert Delivery.objects.get().state == "sent"
+
+
+def test_a_viewers_webhook_goes_to_the_address_that_was_checked_not_to_a_later_answer(
+    viewer, hook, fake_dns, no_traffic_off_loopback
+):
+    # DNS rebinding: the check sees a public address, a second lookup would give loopback.
+    port = hook.url.rsplit(":", 1)[1]
+    fake_dns.set("hooks.rebind.test", ["93.184.216.34"], ["127.0.0.1"])
+    Channel.objects.create(kind="slack", url=f"http://hooks.rebind.test:{port}/services/x", user=viewer)
+    _finish_a_batch()
+    services.process()
+    assert hook.requests == []
+    assert no_traffic_off_loopback == ["93.184.216.34"]  # the checked address, refused by the guard
+    delivery = Delivery.objects.get()
+    assert delivery.state != "sent" and "ConnectError" in delivery.last_error
+
+
+def test_a_team_channel_posts_to_the_first_answer_of_its_name(hook, fake_dns):
+    port = hook.url.rsplit(":", 1)[1]
+    fake_dns.set("hooks.team.test", ["127.0.0.1"], ["127.0.0.2"])
+    Channel.objects.create(kind="slack", url=f"http://hooks.team.test:{port}/services/x")
+    _finish_a_batch()
+    services.process()
+    assert len(hook.wait_for(1)) == 1
+    assert hook.requests[0].headers["host"] == f"hooks.team.test:{port}"
+    assert fake_dns.lookups["hooks.team.test"] == 1
     assert Delivery.objects.get().state == "sent"
