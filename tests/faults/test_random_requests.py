@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import got_request_exception
@@ -160,7 +161,19 @@ FORM_FIELDS = {
         "key_storage",
         "api_key",
     ],
-    "alerts:channels": ["name", "kind", "url", "email", "secret", "connection", "events", "enabled", "team"],
+    "alerts:channels": [
+        "name",
+        "kind",
+        "url",
+        "url_env",
+        "email",
+        "secret",
+        "secret_env",
+        "connection",
+        "events",
+        "enabled",
+        "team",
+    ],
     "login": ["username", "password", "next"],
     "admin:login": ["username", "password", "next"],
     "admin:password_change": ["old_password", "new_password1", "new_password2"],
@@ -375,6 +388,8 @@ def _world(simulator, monkeypatch) -> dict[str, list[str]]:
     for status in ("in_progress", "completed", "failed", "cancelling"):
         make_batch(closed, status=status, output_file_id="file-out1", error_file_id="file-err1")
         make_batch(None, status=status, output_file_id="file-out2")
+    # Channels' URLs are stored encrypted with it.
+    monkeypatch.setattr(settings, "DASHBOARD_ENCRYPTION_KEY", Fernet.generate_key().decode())
     channel = Channel.objects.create(name="team", kind=Channel.Kind.WEBHOOK, url="http://127.0.0.1:9/hook")
     Delivery.objects.create(
         channel=channel,
