@@ -14,8 +14,10 @@ import re
 
 from django.conf import settings
 
-# Every variable the dashboard itself reads (dashboard/settings.py) starts with one of these or is
-# one of the names below; a new setting should keep to these prefixes.
+from batches import secrets
+
+# The dashboard's own variables, on top of those connections may not name (batches/secrets.py, whose
+# list this extends): channels never need an OPENAI_ variable at all.
 OWN_PREFIXES = ("DJANGO_", "DASHBOARD_", "OPENAI_", "EMAIL_", "ALERTS_", "SYNC_", "CELERY_", "AXES_")
 OWN_NAMES = frozenset(
     {
@@ -35,7 +37,7 @@ def refusal(name: str) -> str | None:
     the variable, never its value."""
     if not _SHAPE.fullmatch(name):
         return "Upper-case letters, digits and underscores only, starting with a letter."
-    if name in OWN_NAMES or name.startswith(OWN_PREFIXES):
+    if secrets.is_own_variable(name) or name in OWN_NAMES or name.startswith(OWN_PREFIXES):
         return f"{name} is one of the dashboard's own settings; a channel may not read it."
     if not re.fullmatch(settings.ALERTS_ENV_NAME_PATTERN, name):
         return (

@@ -80,6 +80,12 @@ _DENIED_NAMES = frozenset(
 )
 
 
+def is_own_variable(name: str) -> bool:
+    """Whether the dashboard reads `name` for itself: no connection or alert channel may name it."""
+    upper = name.upper()
+    return upper in _DENIED_NAMES or upper.startswith(_DENIED_PREFIXES)
+
+
 def env_name_refusal(name: str) -> str | None:
     """Why a connection's key may not be read from the environment variable `name`, or None."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):

@@ -133,6 +133,7 @@ def test_a_channel_may_read_its_url_and_secret_from_environment_variables(client
         "METRICS_TOKEN",
         "OPENAI_WEBHOOK_SECRET",
         "OPENAI_API_KEY",
+        "PORT",
         "HOME",
         "alert lower; rm",
     ],
