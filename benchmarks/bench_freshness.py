@@ -10,7 +10,9 @@ dispatches due syncs every 5 s, a running row polls its fragment every 5 s):
 
   simulator    a thread of this process, SimWorld(seed=1, batches=--batches, speed=0): a frozen clock
                that moves only when the benchmark advances it
-  Redis        redis-server on a free port (the system package; installed when missing)
+  Redis        redis-server on a free port (the system package; installed when missing), started by
+               benchlib.start_redis: Celery's broker and the locks (REDIS_URL) and, as in
+               production, Django's cache every process shares (DASHBOARD_CACHE_REDIS_URL)
   Celery       a worker (prefork, concurrency 2, as `make run`) and beat, as subprocesses
   web          `manage.py runserver --noreload --insecure` with DJANGO_DEBUG=0 (runserver, as `make run`,
                because it serves the static files the page needs; --insecure lets it with DEBUG off)
@@ -51,6 +53,7 @@ from typing import Any
 from benchlib import (
     REPO,
     Children,
+    cache_keys,
     describe_machine,
     ensure_debian_package,
     free_port,
@@ -58,6 +61,7 @@ from benchlib import (
     percentile,
     print_report,
     setup_django,
+    start_redis,
     wait_for_port,
     write_json,
 )
@@ -106,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- the stack ----------------------------------------------------------------------------------------
 
 
-def stack_env(database_url: str, redis_url: str) -> dict[str, str]:
+def stack_env(database_url: str, redis: dict[str, str]) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -120,7 +124,7 @@ def stack_env(database_url: str, redis_url: str) -> dict[str, str]:
         DJANGO_SECURE_COOKIES="0",
         DASHBOARD_LOGIN_RATE_LIMIT="0",
         DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
+        **redis,
         PYTHONUNBUFFERED="1",
         **{KEY_ENV: KEY},
     )
@@ -138,28 +142,7 @@ def wait_for_log(path: Path, text: bytes, process, timeout: float, what: str) ->
     raise RuntimeError(f"{what} did not start:\n{path.read_text(errors='replace')[-3000:]}")
 
 
-def start_stack(
-    children: Children, workdir: Path, env: dict[str, str], redis_port: int, web_port: int
-) -> None:
-    redis_server = ensure_debian_package("redis-server", "redis-server")
-    redis = children.start(
-        "redis",
-        [
-            redis_server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(redis_port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        log=workdir / "redis.log",
-    )
-    wait_for_port(redis_port, process=redis)
+def start_stack(children: Children, workdir: Path, env: dict[str, str], web_port: int) -> None:
     worker_log = workdir / "worker.log"
     worker = children.start(
         "worker",
@@ -461,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     server = sim = None
     try:
         database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-        redis_port, web_port = free_port(), free_port()
-        env = stack_env(database_url, f"redis://127.0.0.1:{redis_port}/0")
+        web_port = free_port()
+        env = stack_env(database_url, start_redis())
         os.environ.update(env)  # this process reads the same database with the same settings
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's sync API
         setup_django(database_url)
@@ -482,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
         set_role(user, VIEWER)
 
-        print("starting redis, the Celery worker and beat, and the web server ...", flush=True)
-        start_stack(children, workdir, env, redis_port, web_port)
+        print("starting the Celery worker and beat, and the web server ...", flush=True)
+        start_stack(children, workdir, env, web_port)
         wanted = len(sim.batches())
         until = time.monotonic() + 120
         while Batch.objects.count() < wanted:
@@ -518,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_url(re.compile(r".*/\?status=in_progress$"))
                 page.locator("#batch-table tbody tr[hx-trigger]").first.wait_for(timeout=30_000)
                 rows = page.locator("#batch-table tbody tr[hx-trigger]").count()
+                # The page's filter menus are cached for a minute: none in Redis means the web server's cache
+                # misses, which is not how production runs.
+                if not cache_keys("*batches:*"):
+                    raise RuntimeError("the web server wrote nothing to the cache in the private Redis")
                 print(f"page open with {rows} polling rows; measuring {args.changes} changes ...", flush=True)
                 changes, skipped = measure(args, page, sim, deadline)
             finally:

@@ -9,10 +9,14 @@ with --batches batches (benchlib.fill_batches) and starts gunicorn, as in produc
 dashboard.wsgi --config deploy/gunicorn.conf.py`: gthread workers, reuse_port), on 127.0.0.1 at a free port:
 --workers workers of --threads threads, DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY,
 DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what plain HTTP on loopback needs changed
-(DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0, DASHBOARD_LOGIN_RATE_LIMIT=0). The settings module is
-benchmarks/ceiling_settings.py: the dashboard's settings with ROOT_URLCONF = benchmarks/ceiling_urls.py,
-which is the dashboard's URLs plus /bench/ceiling/, a view returning "ok". A viewer signs in once through
-the real login form (CSRF included) and its session cookie goes with every request.
+(DJANGO_SSL_REDIRECT=0, DJANGO_SECURE_COOKIES=0, DASHBOARD_LOGIN_RATE_LIMIT=0). As in production,
+sessions live in the database and the cache every worker shares (who was last checked polling) in
+Redis: a private redis-server on loopback (benchlib.start_redis), which REDIS_URL and
+DASHBOARD_CACHE_REDIS_URL point at; the run stops unless gunicorn's workers wrote to it. The
+settings module is benchmarks/ceiling_settings.py: the dashboard's settings with ROOT_URLCONF =
+benchmarks/ceiling_urls.py, which is the dashboard's URLs plus /bench/ceiling/, a view returning "ok".
+A viewer signs in once through the real login form (CSRF included) and its session cookie goes with
+every request.
 
 A browser polls a running batch's row with the version of the row it shows (GET /batches/<pk>/row/?v=...,
 HX-Request: true); the server answers 204 when nothing on the row changed and renders it otherwise. With
@@ -149,9 +153,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def production_env(database_url: str) -> dict[str, str]:
+def production_env(database_url: str, redis: dict[str, str]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DASHBOARD_"))}
     env.update(
+        **redis,
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
@@ -167,7 +172,8 @@ def production_env(database_url: str) -> dict[str, str]:
 
 
 def prepare_database(url: str, batches: int) -> int:
-    """Fill, create the viewer, and return the pk of a running batch to poll."""
+    """Fill, create the viewer, and return the pk of a running batch to poll (setup_django starts the
+    private Redis the server will use too)."""
     setup_django(url)
     from django.contrib.auth import get_user_model
 
@@ -383,8 +389,9 @@ def figures(
             f"gunicorn {context['gunicorn']} serving dashboard.wsgi on 127.0.0.1 with "
             f"deploy/gunicorn.conf.py (gthread, reuse_port), {args.workers} workers x {args.threads} "
             f"threads, "
-            f"production settings (DEBUG off, sessions in the database, the cache in Redis, "
-            f"persistent SQLite connections in WAL mode, as dashboard.settings configures); "
+            f"production settings (DEBUG off, sessions in the database, the cache in Redis: a private "
+            f"redis-server on loopback; persistent SQLite connections in WAL mode, as "
+            f"dashboard.settings configures); "
             f"{args.batches:,} batches.",
             f"wrk {context['wrk']}: 2 threads, {args.connections} connections, {args.seconds} s per "
             f"measurement x {args.rounds} after a 5 s warm-up, keep-alive, a viewer's session cookie and "
@@ -423,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         pk = prepare_database(url, args.batches)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = production_env(url)
+        env = production_env(url, benchlib.start_redis())
         gunicorn = children.start(
             "gunicorn",
             [
@@ -447,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_port(port, process=gunicorn)
         cookie = sign_in(base)
         version, sizes = verify(base, cookie, pk)
+        # The row poll keeps who is polling in the cache; nothing there means the workers' cache
+        # misses (Redis unreachable), which would flatter nothing and skew everything.
+        if not benchlib.cache_keys("*poller:*"):
+            raise RuntimeError(f"gunicorn wrote nothing to the cache at {env['DASHBOARD_CACHE_REDIS_URL']}")
         row = f"/batches/{pk}/row/?v="
         targets = {
             POLL: [row + version, row + version, row + STALE_VERSION],
@@ -481,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         if gunicorn.poll() is not None:
             raise RuntimeError(f"gunicorn exited during the run:\n{(workdir / 'gunicorn.log').read_text()}")
         log = (workdir / "gunicorn.log").read_text(errors="replace")
+        if "Cache unavailable" in log:  # dashboard/cache.py's warning: some polls ran without the cache
+            raise RuntimeError(
+                f"Redis failed during the run; the figures are not production's:\n{log[-3000:]}"
+            )
         from importlib import metadata
 
         import django

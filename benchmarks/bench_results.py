@@ -22,6 +22,8 @@ RSS (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere th
 ru_maxrss), and the peak of the traced Python heap (tracemalloc, in a separate child because it slows
 Python down). The goal is < 64 MB above the idle process; the script prints the figures and, with
 --json, writes them. Nothing is asserted beyond the download being complete and the page correct.
+As in production, Django's cache is on Redis: a private redis-server on loopback (benchlib.start_redis)
+that this process and every probe share.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_django(database_url: str, *, migrate: bool) -> None:
     sys.path.insert(0, str(REPO))
+    import benchlib
+
+    # Redis as in production (the probes, child processes, reuse this one).
+    benchlib.start_redis()
     os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
@@ -84,6 +90,7 @@ def setup_django(database_url: str, *, migrate: bool) -> None:
 
     # As in production: DEBUG keeps every SQL statement, which would count against us.
     settings.DEBUG = False
+    benchlib.check_cache()
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     if migrate:
         from django.core.management import call_command

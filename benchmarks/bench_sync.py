@@ -24,7 +24,9 @@ The headline figure is median(full sync) / median(SDK list); the goal is <= 1.5.
 speed is asserted: the script prints, and with --json writes, the figures.
 
 Django runs with DEBUG off whatever DJANGO_DEBUG says (DJANGO_DEBUG=1 only spares a secret key):
-with DEBUG on, Django keeps every SQL statement, which production does not pay for.
+with DEBUG on, Django keeps every SQL statement, which production does not pay for. Redis is
+production's too: a private redis-server on loopback (benchlib.start_redis) that REDIS_URL and
+DASHBOARD_CACHE_REDIS_URL point at, for this process and the memory probes.
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_django(database_url: str, *, migrate: bool = True) -> None:
     sys.path.insert(0, str(REPO))
+    # Imported here: benchlib imports this module (for describe_machine) at its top.
+    import benchlib
+
+    # Redis as in production (the memory probes, child processes, reuse this one).
+    benchlib.start_redis()
     os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
@@ -119,6 +126,7 @@ def setup_django(database_url: str, *, migrate: bool = True) -> None:
 
     # DEBUG makes every cursor record its SQL; production runs without it, and so do we.
     settings.DEBUG = False
+    benchlib.check_cache()
     # The SDK's transport (httpx2 in recent releases) logs every request at INFO, which the
     # project's logging settings do not quieten; keep the report readable.
     for name in ("httpx", "httpx2", "httpcore", "openai"):

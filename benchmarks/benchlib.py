@@ -1,5 +1,6 @@
-"""What the page and load benchmarks share: Django set-up, a fast realistic fill of the batch table,
-percentiles, free ports, child processes that are always cleaned up, and the machine description.
+"""What the page and load benchmarks share: Django set-up, a private Redis as production's shared cache,
+a fast realistic fill of the batch table, percentiles, free ports, child processes that are always
+cleaned up, and the machine description.
 
 Not a benchmark itself (run_all.py only runs bench_*.py). The machine and database descriptions are
 bench_sync.py's, so that every figure in docs/benchmarks.md describes the machine the same way.
@@ -37,11 +38,12 @@ HERE = Path(__file__).resolve().parent
 def setup_django(
     database_url: str, *, migrate: bool = True, settings_module: str = "dashboard.settings"
 ) -> None:
-    """Django against `database_url`, DEBUG off whatever DJANGO_DEBUG says (with DEBUG on, every SQL
-    statement is kept in memory, which production does not pay for)."""
+    """Django against `database_url` and a private Redis (start_redis), DEBUG off whatever DJANGO_DEBUG
+    says (with DEBUG on, every SQL statement is kept in memory, which production does not pay for)."""
     for path in (str(REPO), str(HERE)):
         if path not in sys.path:
             sys.path.insert(0, path)
+    start_redis()  # before django.setup(): the settings read REDIS_URL and DASHBOARD_CACHE_REDIS_URL
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
@@ -51,6 +53,7 @@ def setup_django(
     from django.conf import settings
 
     settings.DEBUG = False
+    check_cache()
     # django-axes logs every sign-in at INFO; the benchmarks sign in on purpose.
     logging.getLogger("axes").setLevel(logging.WARNING)
     default_db = (REPO / "var" / "db.sqlite3").resolve()
@@ -408,6 +411,90 @@ class Children:
         for _name, process in reversed(self.processes):
             with contextlib.suppress(Exception):
                 self.stop(process)
+
+
+# --- Redis, production's shared cache -----------------------------------------------------------------
+
+# Set by the process that started the private Redis; its child processes (memory probes) find it here.
+PRIVATE_REDIS_ENV = "BENCH_PRIVATE_REDIS_URL"
+_redis_children: Children | None = None
+
+
+def start_redis() -> dict[str, str]:
+    """A redis-server of this benchmark's own on a free loopback port, without persistence, stopped
+    when the benchmark ends (however it ends), and the environment pointed at it: REDIS_URL (database
+    0: Celery's queues, the sync locks) and DASHBOARD_CACHE_REDIS_URL (database 1: Django's cache), as
+    deploy/env.example splits them. Returns those two variables, for the environment of servers the
+    benchmark starts.
+
+    Production's cache is Redis (dashboard/cache.py); a benchmark without one would not fail but
+    measure a cache that always misses (the cache degrades while Redis is unreachable), and one that
+    found somebody else's Redis on the default port would share and clear their data. Call it before
+    django.setup() (setup_django does). Idempotent: a second call, or a child process of a benchmark
+    that called it, uses the same server."""
+    global _redis_children
+    url = os.environ.get(PRIVATE_REDIS_ENV)
+    if not url:
+        binary = ensure_debian_package("redis-server", "redis-server")
+        workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        import atexit
+
+        # Registered before Children registers its own clean-up, so it runs after it (atexit runs
+        # handlers last in, first out): the server stops, then its directory goes.
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        port = free_port()
+        _redis_children = Children()
+        process = _redis_children.start(
+            "redis",
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            log=workdir / "redis.log",
+        )
+        wait_for_port(port, process=process)
+        url = f"redis://127.0.0.1:{port}"
+        os.environ[PRIVATE_REDIS_ENV] = url
+    variables = {"REDIS_URL": f"{url}/0", "DASHBOARD_CACHE_REDIS_URL": f"{url}/1"}
+    os.environ.update(variables)
+    return variables
+
+
+def check_cache() -> None:
+    """Stop the benchmark unless Django's cache reaches the private Redis: a cache that silently misses
+    would make every figure wrong."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    location = settings.CACHES["default"]["LOCATION"]
+    if location != os.environ.get("DASHBOARD_CACHE_REDIS_URL"):
+        sys.exit("Django's cache is not on the benchmark's Redis: call benchlib.start_redis() first")
+    key = f"bench-check-{os.getpid()}"
+    cache.set(key, "ok", 30)
+    if cache.get(key) != "ok":
+        sys.exit("Django's cache does not answer (is redis-server running?): the figures would be wrong")
+    cache.delete(key)
+
+
+def cache_keys(pattern: str = "*") -> int:
+    """How many keys matching `pattern` the cache's Redis database holds: proof that the servers a
+    benchmark started (gunicorn, runserver) use the private Redis and not a cache that misses."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["DASHBOARD_CACHE_REDIS_URL"])
+    try:
+        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
 
 
 def ensure_debian_package(command: str, package: str) -> str:
