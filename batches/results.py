@@ -463,14 +463,19 @@ class Triage:
     failures: int
     problem: str = ""
     merged: bool = False  # some messages were counted under their code only
+    content_hidden: bool = False  # grouped by code alone, without messages or examples
 
 
 class _Grouper:
-    def __init__(self) -> None:
+    def __init__(self, with_content: bool = True) -> None:
         self.groups: dict[tuple[str, str, str], FailureGroup] = {}
         self.merged = False
+        self.with_content = with_content
 
     def add(self, source: str, code: str, message: str, example: str) -> None:
+        if not self.with_content:
+            # Messages can quote the request, and examples are custom_ids: both are result content.
+            message = example = ""
         key = (source, code, message)
         if key not in self.groups and len(self.groups) >= MAX_GROUPS:
             key = (source, code, OTHER_MESSAGES)
@@ -483,10 +488,11 @@ class _Grouper:
             group.examples.append(example)
 
 
-def triage(batch: Batch) -> Triage:
+def triage(batch: Batch, *, with_content: bool = True) -> Triage:
     """Failures grouped by (code, message), biggest group first: the batch's own errors (a file that
-    failed validation) and every failed line of its error file."""
-    grouper = _Grouper()
+    failed validation) and every failed line of its error file. Without `with_content`, for users who
+    may not read results, they are grouped by code alone, with counts and no messages or examples."""
+    grouper = _Grouper(with_content)
     for error in batch.errors or []:
         if not isinstance(error, dict):
             continue
@@ -520,7 +526,7 @@ def triage(batch: Batch) -> Triage:
         except ResultsError as error:
             problem = error.message
     groups = sorted(grouper.groups.values(), key=lambda g: (-g.count, g.code, g.message))
-    return Triage(groups, sum(g.count for g in groups), problem, grouper.merged)
+    return Triage(groups, sum(g.count for g in groups), problem, grouper.merged, not with_content)
 
 
 # --------------------------------------------------------------------------- retries

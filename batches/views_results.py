@@ -4,8 +4,10 @@ a batch from an uploaded JSONL file. The work itself lives in batches.results.""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,10 +21,20 @@ from batches import results
 from batches.models import Batch, Connection
 
 MAX_PAGE = 10_000_000
+CONTENT_NEEDS_OPERATOR = (
+    "Reading the content of results (requests, model output, custom_ids, error messages) needs the "
+    "operator role: results can hold sensitive data."
+)
 
 
 def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "batches/results/forbidden.html", {"message": message}, status=403)
+
+
+def can_read_results(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether the user may read what results hold. Operators may; viewers only where the deployment
+    opens previews to them (DASHBOARD_VIEWERS_SEE_RESULTS). Downloads stay operator-only either way."""
+    return can_operate(user) or settings.DASHBOARD_VIEWERS_SEE_RESULTS
 
 
 def _batch(pk: int) -> Batch:
@@ -58,15 +70,17 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
     """The files, triage and re-submit section: loaded into the detail page by htmx, or a page of
     its own without JavaScript."""
     batch = _batch(pk)
+    readable = can_read_results(request.user)
     context = {
         "batch": batch,
         "files": results.batch_files(batch),
+        "can_read_results": readable,
         "retries": results.retries_of(batch),
         "original": results.original_of(batch),
         "can_operate": can_operate(request.user),
         "can_resubmit": results.can_resubmit(batch),
         "retry_estimate": results.estimated_retry_count(batch),
-        "triage": results.triage(batch) if batch.is_terminal else None,
+        "triage": results.triage(batch, with_content=readable) if batch.is_terminal else None,
     }
     template = "batches/results/results.html"
     if request.htmx:
@@ -82,6 +96,16 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
 def file_preview(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     batch = _batch(pk)
     _file_id_or_404(batch, kind)
+    if not can_read_results(request.user):
+        if request.htmx:
+            # The pager swaps #file-preview: say why in its place rather than a whole page.
+            return render(
+                request,
+                "batches/results/_preview_denied.html",
+                {"message": CONTENT_NEEDS_OPERATOR},
+                status=403,
+            )
+        return _forbidden(request, CONTENT_NEEDS_OPERATOR)
     page = _bounded_int(request.GET.get("page"), 1, MAX_PAGE)
     per_page = _page_size(request.GET.get("size"))
     context = {

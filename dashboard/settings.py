@@ -253,6 +253,9 @@ LOGGING = {
 STALLED_AFTER_MINUTES = env_int("STALLED_AFTER_MINUTES", 30, minimum=1)
 # How long a row poll may reuse its check of who is polling (accounts/polls.py); 0 checks every poll.
 POLL_AUTH_SECONDS = env_float("DASHBOARD_POLL_AUTH_SECONDS", 2.0, minimum=0.0)
+# Results hold prompts and model output, so previews and the triage's messages and custom_ids need the
+# operator role; a team whose viewers may read them sets this (downloads stay operator-only).
+DASHBOARD_VIEWERS_SEE_RESULTS = env_bool("DASHBOARD_VIEWERS_SEE_RESULTS", False)
 
 # Notifications (the alerts app): how often beat looks for events and sends what is due, the delay
 # before the first retry of a failed send (doubling per attempt), and how many attempts are made.

@@ -107,7 +107,7 @@ def run_uploaded(connection, simulator, lines: list[dict], *, cancel_midway: boo
 # --------------------------------------------------------------------------- preview
 
 
-def test_it_pages_through_an_output_file_as_the_api_serves_it(client, viewer, synced, api):
+def test_it_pages_through_an_output_file_as_the_api_serves_it(client, operator, synced, api):
     batch = pick(synced, status="completed", total_requests__gt=100, endpoint="/v1/chat/completions")
     expected = file_lines(api, batch.output_file_id)
 
@@ -134,7 +134,7 @@ def test_it_pages_through_an_output_file_as_the_api_serves_it(client, viewer, sy
     assert 'rel="prev"' in fragment
 
 
-def test_the_last_page_knows_the_line_count_and_a_page_past_it_says_so(client, viewer, synced, api):
+def test_the_last_page_knows_the_line_count_and_a_page_past_it_says_so(client, operator, synced, api):
     batch = pick(synced, status="completed", total_requests__range=(10, 60))
     count = len(file_lines(api, batch.output_file_id))
     last = client.get(f"/batches/{batch.pk}/files/output/?size=10&page={(count + 9) // 10}")
@@ -146,7 +146,7 @@ def test_the_last_page_knows_the_line_count_and_a_page_past_it_says_so(client, v
 
 
 def test_it_previews_input_lines_with_their_request_and_error_lines_with_their_failure(
-    client, viewer, synced, api
+    client, operator, synced, api
 ):
     batch = pick(synced, status="expired", endpoint="/v1/responses")
     inputs = client.get(f"/batches/{batch.pk}/files/input/?size=10").context["preview"].lines
@@ -170,13 +170,13 @@ def test_it_previews_input_lines_with_their_request_and_error_lines_with_their_f
         "page=2.5",
     ],
 )
-def test_garbage_page_numbers_are_not_a_500(client, viewer, synced, query):
+def test_garbage_page_numbers_are_not_a_500(client, operator, synced, query):
     batch = pick(synced, status="completed", total_requests__range=(10, 60))
     response = client.get(f"/batches/{batch.pk}/files/output/?{query}")
     assert response.status_code == 200
 
 
-def test_an_unknown_kind_a_missing_file_or_an_unknown_batch_is_a_404(client, viewer, synced):
+def test_an_unknown_kind_a_missing_file_or_an_unknown_batch_is_a_404(client, operator, synced):
     done = pick(synced, status="completed", total_requests__range=(10, 60))
     running = pick(synced, status="in_progress")
     assert client.get(f"/batches/{done.pk}/files/secrets/").status_code == 404
@@ -234,10 +234,10 @@ def test_an_operator_downloads_the_file_streamed_through_the_dashboard(client, o
     assert b"".join(chunks) == expected
 
 
-def test_a_viewer_may_preview_but_not_download_resubmit_or_create(client, viewer, synced, simulator, api):
+def test_a_viewer_may_not_preview_download_resubmit_or_create(client, viewer, synced, simulator, api):
     batch = pick(synced, status="expired", endpoint="/v1/responses")
     files_before, batches_before = file_count(api), simulator.count()
-    assert client.get(f"/batches/{batch.pk}/files/output/").status_code == 200
+    assert client.get(f"/batches/{batch.pk}/files/output/").status_code == 403
     assert client.get(f"/batches/{batch.pk}/files/output/download/").status_code == 403
     assert client.post(f"/batches/{batch.pk}/resubmit/").status_code == 403
     assert client.get("/batches/new/").status_code == 403
@@ -255,7 +255,7 @@ def test_a_viewer_may_preview_but_not_download_resubmit_or_create(client, viewer
     assert (file_count(api), simulator.count()) == (files_before, batches_before)
     section = client.get(f"/batches/{batch.pk}/results/", HTTP_HX_REQUEST="true").content.decode()
     assert "Download" not in section and "Re-submit" not in section
-    assert "Preview" in section
+    assert f"/batches/{batch.pk}/files/output/" not in section and "Output" in section
 
 
 def test_anonymous_visitors_are_sent_to_the_login(client, synced):
@@ -271,7 +271,7 @@ def test_anonymous_visitors_are_sent_to_the_login(client, synced):
 # --------------------------------------------------------------------------- triage
 
 
-def test_it_groups_failures_by_code_and_message_from_both_line_shapes(client, viewer, synced, api):
+def test_it_groups_failures_by_code_and_message_from_both_line_shapes(client, operator, synced, api):
     batch = pick(synced, status="expired", endpoint="/v1/responses")
     expected: Counter = Counter()
     ids: dict[tuple, list[str]] = {}
@@ -295,7 +295,7 @@ def test_it_groups_failures_by_code_and_message_from_both_line_shapes(client, vi
     assert "batch_expired" in response.content.decode()
 
 
-def test_a_batch_that_failed_validation_is_triaged_from_its_own_errors(client, viewer, synced):
+def test_a_batch_that_failed_validation_is_triaged_from_its_own_errors(client, operator, synced):
     batch = pick(synced, status="failed", endpoint="/v1/responses")
     triage = client.get(f"/batches/{batch.pk}/results/").context["triage"]
     assert sum(g.count for g in triage.groups) == len(batch.errors)

@@ -41,7 +41,7 @@ def result_pages(batch):
     """The results and alerts pages, against a finished batch of the simulator."""
     return [
         ("get", f"/batches/{batch.pk}/results/", "viewer"),
-        ("get", f"/batches/{batch.pk}/files/output/", "viewer"),
+        ("get", f"/batches/{batch.pk}/files/output/", "operator"),
         ("get", f"/batches/{batch.pk}/files/output/download/", "operator"),
         ("get", f"/batches/{batch.pk}/resubmit/", "operator"),
         ("get", "/batches/new/", "operator"),
