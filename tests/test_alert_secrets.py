@@ -227,6 +227,8 @@ def test_only_admins_name_environment_variables(client, monkeypatch):
     assert response.status_code == 200
     assert 'name="url_env"' not in response.content.decode()
     assert not Channel.objects.exists()
+    client.force_login(make_user("ada", ADMIN))
+    assert 'name="url_env"' in client.get("/alerts/channels/").content.decode()
 
 
 def test_a_channel_encrypted_with_another_key_fails_its_delivery_with_a_reason(settings, hook, client):
