@@ -38,7 +38,12 @@ class ConnectionForm(forms.ModelForm):
             "refresh_interval",
             "full_sync_interval",
         )
-        help_texts = {"base_url": "For example https://api.openai.com/v1 or your Azure endpoint."}
+        help_texts = {
+            "base_url": "For example https://api.openai.com/v1 or your Azure endpoint. Changing its host "
+            "needs the key entered again.",
+            "api_key_env": "For example OPENAI_API_KEY_TEAM2 or ACME_API_KEY; the dashboard's own "
+            "settings are never accepted.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
