@@ -119,6 +119,8 @@ def stack_env(database_url: str, redis: dict[str, str]) -> dict[str, str]:
     env.update(
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        # The connection is the simulator on loopback, an internal address.
+        DASHBOARD_ALLOW_INTERNAL_API_URLS="1",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_SSL_REDIRECT="0",
         DJANGO_SECURE_COOKIES="0",
