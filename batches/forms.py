@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from django import forms
 from django.conf import settings
 
@@ -65,8 +66,14 @@ class ConnectionForm(forms.ModelForm):
 
     def clean_base_url(self) -> str:
         value = self.cleaned_data["base_url"].strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            # The client's own parser: a URL it cannot send to is refused here, not at the first sync.
+            httpx.URL(value)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except (ValueError, httpx.InvalidURL):  # a bad IPv6 literal or port; IDNA errors too
+            valid = False
+        if not valid:
             raise forms.ValidationError("Enter an http:// or https:// URL.")
         if not settings.DASHBOARD_ALLOW_INTERNAL_API_URLS:
             # The server would send requests (and the key) into its own network; the client checks

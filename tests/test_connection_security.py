@@ -510,3 +510,10 @@ def test_tls_through_the_pinned_address_verifies_the_original_host_name(fake_dns
                 client.get(f"https://other.pinned.test:{server.port}/")
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("base_url", ["http://☃.com/v1", "http://[::1/v1", "http://h:99999/v1", "ftp://h/v1"])
+def test_a_base_url_the_client_cannot_send_to_is_a_form_error(admin_client, base_url):
+    response = admin_client.post("/connections/new/", connection_form(base_url=base_url))
+    assert response.status_code == 200
+    assert "Enter an http:// or https:// URL." in response.content.decode()
