@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from batches import results
 from tests.factories import make_connection, make_user
@@ -198,3 +201,24 @@ def test_a_utf16_upload_is_refused_on_the_page_and_nothing_is_uploaded(client, d
     body = response.content.decode()
     assert response.status_code == 200
     assert "UTF-16" in body and "UTF-8" in body and "nothing was uploaded" in body
+
+
+# --------------------------------------------------------------------------- the line splitter
+
+
+@given(
+    data=st.binary(max_size=400).map(lambda raw: raw.translate(bytes.maketrans(b"\x00\x01", b"\n\n"))),
+    chunk_size=st.integers(min_value=1, max_value=64),
+    limit=st.integers(min_value=1, max_value=40),
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_splitter_yields_the_lines_of_any_chunking_and_drops_only_overlong_ones(data, chunk_size, limit):
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()  # the final newline ends the last line
+    expected = [line if len(line) <= limit else None for line in expected]
+    got: list[bytes | None] = []
+    for line, repeat in results._split_lines(in_chunks(data, chunk_size), limit):
+        assert repeat == 1 or line == b""
+        got.extend([line] * repeat)
+    assert got == expected
