@@ -172,6 +172,9 @@ class SimServer(ThreadingHTTPServer):
         self.world = world
         self.api_key = api_key
         self.faults = _Faults(faults or FaultConfig())
+        # Batch id -> an object merged into that batch wherever /v1 serves it (see /_sim/patch): how
+        # tests serve values the real API might send but the simulated world never makes.
+        self.patches: dict[str, dict[str, Any]] = {}
         self.verbose = False
         super().__init__(address, _Handler)
 
@@ -200,6 +203,7 @@ _CONTROL_ROUTES: list[_Route] = [
     (re.compile(r"/_sim/state"), {"GET": "sim_state"}),
     (re.compile(r"/_sim/advance"), {"POST": "sim_advance"}),
     (re.compile(r"/_sim/plan/(?P<item_id>[^/]+)"), {"GET": "sim_plan"}),
+    (re.compile(r"/_sim/patch/(?P<item_id>[^/]+)"), {"GET": "get_patch", "POST": "set_patch"}),
 ]
 
 
@@ -543,22 +547,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- Batches ------------------------------------------------------------------------------
 
+    def _patched(self, batch: dict[str, Any]) -> dict[str, Any]:
+        patch = self.server.patches.get(batch.get("id", ""))
+        return _merged(batch, patch) if patch else batch
+
     def _create_batch(self, *, body: bytes, query: dict[str, str]) -> _Response:
         return _json(200, self.server.world.create_batch(self._json_body(body)))
 
     def _list_batches(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        return _json(
-            200,
-            self.server.world.list_batches(
-                limit=self._int_param(query, "limit", 20), after=query.get("after")
-            ),
+        page = self.server.world.list_batches(
+            limit=self._int_param(query, "limit", 20), after=query.get("after")
         )
+        if self.server.patches:
+            page["data"] = [self._patched(batch) for batch in page["data"]]
+        return _json(200, page)
 
     def _get_batch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self.server.world.get_batch(item_id))
+        return _json(200, self._patched(self.server.world.get_batch(item_id)))
 
     def _cancel_batch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self.server.world.cancel_batch(item_id))
+        return _json(200, self._patched(self.server.world.cancel_batch(item_id)))
 
     # --- controls -----------------------------------------------------------------------------
 
@@ -585,6 +593,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sim_plan(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
         return _json(200, self.server.world.plan(item_id))
+
+    def _get_patch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
+        return _json(200, {"id": item_id, "patch": self.server.patches.get(item_id, {})})
+
+    def _set_patch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
+        patch = self._json_body(body)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "Expected a JSON object to merge into the batch.")
+        self.server.world.get_batch(item_id)  # 404 for a batch that does not exist
+        if patch:
+            self.server.patches[item_id] = patch
+        else:
+            self.server.patches.pop(item_id, None)
+        return _json(200, {"id": item_id, "patch": patch})
+
+
+def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `patch` merged in: objects merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        merged[key] = (
+            _merged(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    return merged
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
