@@ -195,10 +195,22 @@ def _file_id(value: Any, name: str, problems: list[str]) -> str | None:
     return _optional_str(value, name, problems)
 
 
-def _count(data: dict[str, Any], key: str, prefix: str, problems: list[str]) -> int:
+# The largest counts a batch can carry into the database: request counts are integer columns, 32-bit
+# on PostgreSQL (a batch holds at most 50,000 requests), token counts 64-bit ones. A count beyond them
+# (10**20 from a broken proxy, say) made the database refuse the whole page it came in; it is now
+# kept in the raw JSON only, and flagged.
+MAX_REQUEST_COUNT = 2**31 - 1
+MAX_TOKEN_COUNT = 2**63 - 1
+INVALID_VALUE = "invalid value from the API"
+
+
+def _count(
+    data: dict[str, Any], key: str, prefix: str, problems: list[str], maximum: int = MAX_REQUEST_COUNT
+) -> int | None:
+    """The count, 0 if absent or not an integer, None if beyond +-`maximum` (each flagged)."""
     value = data.get(key)
     # The usual case first, as cheaply as it can be told apart (bool is a subclass of int, not int).
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= maximum:
         return value
     if value is None:
         return 0
@@ -209,9 +221,21 @@ def _count(data: dict[str, Any], key: str, prefix: str, problems: list[str]) -> 
     ):
         problems.append(f"{prefix}.{key}: not an integer: {_short(value)}")
         return 0
+    if not -maximum - 1 <= value <= maximum:
+        problems.append(f"{prefix}.{key}: {INVALID_VALUE} ({_short(value)} is out of range)")
+        return None
     if value < 0:
         problems.append(f"{prefix}.{key} is negative ({int(value)})")
     return int(value)
+
+
+def _request_count(data: dict[str, Any], key: str, problems: list[str]) -> int:
+    # A count out of range is clamped rather than dropped, so that progress still reads as "done".
+    count = _count(data, key, "request_counts", problems)
+    if count is None:
+        value = data[key]
+        return MAX_REQUEST_COUNT if value > 0 else -MAX_REQUEST_COUNT - 1
+    return count
 
 
 def _sub_dict(data: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any] | None:
@@ -227,9 +251,9 @@ def _parse_request_counts(data: dict[str, Any], problems: list[str]) -> RequestC
     if raw is None:
         return None
     counts = RequestCounts(
-        total=_count(raw, "total", "request_counts", problems),
-        completed=_count(raw, "completed", "request_counts", problems),
-        failed=_count(raw, "failed", "request_counts", problems),
+        total=_request_count(raw, "total", problems),
+        completed=_request_count(raw, "completed", problems),
+        failed=_request_count(raw, "failed", problems),
     )
     if counts.completed > counts.total:
         problems.append(f"request_counts: completed ({counts.completed}) > total ({counts.total})")
@@ -249,12 +273,14 @@ def _parse_usage(data: dict[str, Any], problems: list[str]) -> Usage | None:
         return None
     input_details = _sub_dict(raw, "input_tokens_details", problems) or {}
     output_details = _sub_dict(raw, "output_tokens_details", problems) or {}
+    # A token count out of range is None: no clamped figure would be true, and sums of them would
+    # overflow in turn.
     return Usage(
-        input_tokens=_count(raw, "input_tokens", "usage", problems),
-        cached_tokens=_count(input_details, "cached_tokens", "usage", problems),
-        output_tokens=_count(raw, "output_tokens", "usage", problems),
-        reasoning_tokens=_count(output_details, "reasoning_tokens", "usage", problems),
-        total_tokens=_count(raw, "total_tokens", "usage", problems),
+        input_tokens=_count(raw, "input_tokens", "usage", problems, MAX_TOKEN_COUNT),
+        cached_tokens=_count(input_details, "cached_tokens", "usage", problems, MAX_TOKEN_COUNT),
+        output_tokens=_count(raw, "output_tokens", "usage", problems, MAX_TOKEN_COUNT),
+        reasoning_tokens=_count(output_details, "reasoning_tokens", "usage", problems, MAX_TOKEN_COUNT),
+        total_tokens=_count(raw, "total_tokens", "usage", problems, MAX_TOKEN_COUNT),
     )
 
 
@@ -337,11 +363,12 @@ class BatchErrorItem:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    total_tokens: int
+    # None: the API sent a count out of range (see MAX_TOKEN_COUNT and the batch's problems).
+    input_tokens: int | None
+    cached_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    total_tokens: int | None
 
 
 @dataclass(frozen=True, slots=True)

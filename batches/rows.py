@@ -105,6 +105,7 @@ class Row(TypedDict):
     css_class: str  # the <tr>'s: its status, and whether it stalled
     stalled: bool
     listed: bool
+    invalid: bool  # the API sent values out of range or that do not add up (the detail page says which)
     progress: Progress
     connection_name: str
     endpoint: str
@@ -192,6 +193,7 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         "css_class": f"status-{css_status} stalled" if stalled else f"status-{css_status}",
         "stalled": stalled,
         "listed": batch.listed,
+        "invalid": bool(batch.problems),
         "progress": batch.progress,
         "connection_name": batch.connection_name,
         "endpoint": batch.endpoint,

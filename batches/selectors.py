@@ -255,6 +255,7 @@ ROW_FIELDS = (
     "eta_at",
     "last_synced_at",
     "listed",
+    "problems",
 )
 
 
@@ -284,6 +285,7 @@ def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_op
         batch.failed_requests,
         batch.total_requests,
         batch.listed,
+        bool(batch.problems),
         batch.last_synced_at.timestamp() if batch.last_synced_at else None,
         batch.is_stalled(now, stalled_after),
         can_operate,

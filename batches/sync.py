@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, router, transaction
+from django.db import InterfaceError, OperationalError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.utils import timezone
@@ -74,12 +74,14 @@ class SyncResult:
     api_calls: int = 0
     pages: int = 0
     skipped: int = 0  # list items that were not batch objects with an id (see BatchPage.skipped)
+    unsaved: int = 0  # batches the database refused (see upsert_batches); logged, tried again next run
     seen_ids: set[str] = field(default_factory=set)
 
     def add(self, other: SyncResult) -> None:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.unsaved += other.unsaved
         self.seen_ids |= other.seen_ids
 
 
@@ -341,14 +343,19 @@ def _progress(
     last_progress_at = now if done else None
     if api_batch.status != "in_progress":
         return last_progress_at, None, None
-    guess = estimate(
-        done=done,
-        total=total,
-        in_progress_at=api_batch.in_progress_at,
-        now=now,
-        previous_done=previous_done,
-        previous_at=previous_at,
-    )
+    try:
+        guess = estimate(
+            done=done,
+            total=total,
+            in_progress_at=api_batch.in_progress_at,
+            now=now,
+            previous_done=previous_done,
+            previous_at=previous_at,
+        )
+    except OverflowError:
+        # An end beyond the calendar (millions of requests left at a few an hour): no ETA to show, and
+        # no reason to refuse the batch.
+        return last_progress_at, None, None
     return last_progress_at, guess.rate_per_minute, guess.eta_at
 
 
@@ -471,13 +478,58 @@ def _stored_pks(db: BaseDatabaseWrapper, connection_pk: int, batch_ids: Sequence
         return dict(cursor.fetchall())
 
 
+# Errors that say the database cannot be used at all, rather than that it refused one row: saving the
+# batches one by one would only repeat them, so they fail the run (which then backs off).
+_DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
 def upsert_batches(
     connection: Connection, api_batches: Sequence[APIBatch], *, observed_at: datetime
 ) -> SyncResult:
-    """Write one page of observations. Idempotent, and a stale observation never overwrites a newer one."""
-    # One commit per page rather than one per statement.
-    with transaction.atomic():
-        return _upsert_page(connection, api_batches, observed_at)
+    """Write one page of observations. Idempotent, and a stale observation never overwrites a newer one.
+
+    Each batch stands alone: if the page fails to save, its batches are saved one at a time, and one
+    that still fails (a value no column can hold, text the database refuses) is skipped, counted in
+    `unsaved` and logged, while the rest of the page is saved and the sync goes on."""
+    try:
+        # One commit per page rather than one per statement.
+        with transaction.atomic():
+            return _upsert_page(connection, api_batches, observed_at)
+    except _DATABASE_UNAVAILABLE:
+        raise
+    except Exception as error:
+        if len(api_batches) == 1:
+            return _unsaved(connection, api_batches[0], error)
+        logger.warning(
+            "sync of %s: a page of %d batches failed to save (%s: %s); saving them one by one",
+            connection.name,
+            len(api_batches),
+            type(error).__name__,
+            str(error)[:300],
+        )
+    result = SyncResult()
+    for api_batch in api_batches:
+        try:
+            with transaction.atomic():
+                result.add(_upsert_page(connection, [api_batch], observed_at))
+        except _DATABASE_UNAVAILABLE:
+            raise
+        except Exception as error:
+            result.add(_unsaved(connection, api_batch, error))
+    return result
+
+
+def _unsaved(connection: Connection, api_batch: APIBatch, error: Exception) -> SyncResult:
+    logger.error(
+        "sync of %s: batch %s could not be saved and was skipped (%s: %s)",
+        connection.name,
+        api_batch.id,
+        type(error).__name__,
+        str(error)[:300],
+        exc_info=error,
+    )
+    # Seen all the same: a complete walk must not mark it as gone from the API's list.
+    return SyncResult(unsaved=1, seen_ids={api_batch.id})
 
 
 def _upsert_page(

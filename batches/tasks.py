@@ -40,6 +40,12 @@ def _run_locked(kind: str, connection_id: int, work: Callable[[Connection], sync
         next_attempt = sync.record_failure(connection, error)
         logger.warning("%s of connection %s failed: %s", kind, connection.name, error)
         return f"failed: next attempt at {next_attempt.isoformat()}"
+    except Exception as error:
+        # Anything else (the database gone, a bug) is a failure too: recorded, and backed off from,
+        # rather than retried at every tick with nothing to show for it.
+        next_attempt = sync.record_failure(connection, error)
+        logger.exception("%s of connection %s failed", kind, connection.name)
+        return f"failed: next attempt at {next_attempt.isoformat()}"
     finally:
         # The lock may have expired while we worked: then there is nothing to release.
         with contextlib.suppress(redis.exceptions.LockError):
