@@ -233,3 +233,18 @@ def test_a_batch_whose_eta_would_fall_beyond_the_calendar_is_saved_without_one(
     assert result.unsaved == 0
     stored = Batch.objects.get(batch_id=slow)
     assert stored.total_requests == INT32_MAX and stored.eta_at is None
+
+
+def test_sync_batches_command_records_a_database_failure_too(simulator_connection, simulator, monkeypatch):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(sync, "_upsert_page", database_gone)
+    with pytest.raises(CommandError):
+        call_command("sync_batches", "--connection", simulator_connection.name)
+    simulator_connection.refresh_from_db()
+    assert simulator_connection.consecutive_failures == 1
+    assert simulator_connection.next_attempt_at is not None

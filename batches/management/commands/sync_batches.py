@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from batches import sync
 from batches.api_client import APIError
@@ -31,7 +32,8 @@ class Command(BaseCommand):
         for conn in connections:
             try:
                 result = sync.full_sync(conn, complete=complete or None)
-            except (APIError, sync.ConnectionNotConfigured) as error:
+            except (APIError, sync.ConnectionNotConfigured, DatabaseError) as error:
+                # A database error (not an API one) is a failed run too, recorded and backed off from.
                 sync.record_failure(conn, error)
                 self.stderr.write(f"{conn.name}: failed: {error}")
                 failed = True
@@ -41,6 +43,7 @@ class Command(BaseCommand):
                 f"{conn.name}: {result.created} created, {result.updated} updated, "
                 f"{result.unchanged} unchanged, {result.api_calls} API calls"
                 + (f", {result.skipped} malformed list items skipped" if result.skipped else "")
+                + (f", {result.unsaved} batches the database refused (see the log)" if result.unsaved else "")
             )
         if failed:
             raise CommandError("At least one connection failed to sync.")
