@@ -238,6 +238,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle("OPTIONS")
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, CONNECT, made-up ones) goes through the same routing, and gets the
+        # API's JSON 404 or 405 rather than http.server's HTML 501.
+        if name.startswith("do_"):
+            return lambda: self._handle(name[3:])
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server sends by itself (a bad request line, a line or headers too long, a version
+        it does not speak), in the API's JSON error shape instead of its HTML page."""
+        short = self.responses.get(code, ("Error", ""))[0]
+        self.log_error("code %d, message %s", code, message)
+        body = json.dumps(ApiError(code, message or short, type="invalid_request_error").body()).encode()
+        # A request line that could not be parsed leaves http.server at HTTP/0.9, which would send the
+        # body without a status line or headers; the API's servers answer in HTTP/1.1 all the same.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
+        # The reason phrase is the standard one: `message` may quote the request line.
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
