@@ -414,9 +414,9 @@ def figures(args, changes: list[Change], skipped: int, context: dict[str, Any]) 
         "notes": [
             "default intervals: a connection's refresh_interval 15 s, beat's dispatch every 5 s "
             "(SYNC_DISPATCH_INTERVAL), a running row's poll every 5 s, the summary's every 10 s.",
-            f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server, a Celery "
-            "worker (prefork, concurrency 2) and beat, runserver with DJANGO_DEBUG=0, SQLite; headless "
-            "Chromium showing /?status=in_progress.",
+            f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server (the broker "
+            "and, as in production, Django's cache), a Celery worker (prefork, concurrency 2) and beat, "
+            "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",
             f"changes {args.gap_min:g}-{args.gap_max:g} s apart at random, so they fall anywhere in the "
             "refresh cycle; the row is read every 0.1 s.",
             "with these intervals the expected worst case is about 5 (dispatch tick) + 15 (refresh "
