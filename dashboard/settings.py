@@ -116,8 +116,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Sessions live in the database only: every web process sees a sign-out at once, and nothing about
 # who is signed in depends on Redis being up. (A per-process cache in front of them kept a stolen
-# cookie working after sign-out in every other gunicorn worker.) One primary-key read per request.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# cookie working after sign-out in every other gunicorn worker.) One primary-key read per request,
+# as one plain statement (accounts/sessions.py).
+SESSION_ENGINE = "accounts.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
