@@ -64,8 +64,24 @@ def _reveal(encrypted: str, env: str, what: str) -> str:
             raise SecretUnavailable(f"the environment variable {env} holding the channel's {what} is not set")
     else:
         return ""
-    register_secret(value)
+    for part in _secret_parts(value) if what == "URL" else (value,):
+        register_secret(part)
     return value
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The parts of a channel URL that can carry a token, for log redaction: what follows the host
+    (Slack's and most webhooks' token lives in the path or query) and a password in the URL. The
+    scheme and host are not secret, and masking them would mangle every log line naming the host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.password] if parts.password else []
+    rest = url.split(parts.netloc, 1)[-1] if parts.netloc else url
+    if rest.strip("/"):
+        found.append(rest)
+    return found
 
 
 class Channel(models.Model):
