@@ -52,7 +52,7 @@ def hint_for_url(url: str) -> str:
 def _reveal(encrypted: str, env: str, what: str) -> str:
     if encrypted:
         try:
-            value = secrets.decrypt(encrypted)
+            value = secrets.decrypt(encrypted, register=False)
         except secrets.EncryptionNotConfigured as error:
             raise SecretUnavailable(f"the channel's {what} cannot be decrypted: {error}") from None
     elif env:
@@ -141,7 +141,9 @@ class Channel(models.Model):
 
     @url.setter
     def url(self, value: str) -> None:
-        self.url_encrypted = secrets.encrypt(value) if value else ""
+        self.url_encrypted = secrets.encrypt(value, register=False) if value else ""
+        for part in _secret_parts(value) if value else ():
+            register_secret(part)
         self.url_hint = hint_for_url(value) if value else ""
         if value:
             self.url_env = ""

@@ -30,12 +30,15 @@ def _fernet() -> Fernet:
         ) from None
 
 
-def encrypt(api_key: str) -> str:
-    register_secret(api_key)
+def encrypt(api_key: str, *, register: bool = True) -> str:
+    # register=False for a value only parts of which are secret (an alert channel's URL): the caller
+    # registers those parts for log redaction itself.
+    if register:
+        register_secret(api_key)
     return _fernet().encrypt(api_key.encode()).decode()
 
 
-def decrypt(token: str) -> str:
+def decrypt(token: str, *, register: bool = True) -> str:
     try:
         api_key = _fernet().decrypt(token.encode()).decode()
     except InvalidToken:
@@ -43,7 +46,8 @@ def decrypt(token: str) -> str:
             "A stored key cannot be decrypted: DASHBOARD_ENCRYPTION_KEY differs from the one it was "
             "encrypted with."
         ) from None
-    register_secret(api_key)
+    if register:
+        register_secret(api_key)
     return api_key
 
 
