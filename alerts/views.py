@@ -91,8 +91,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("unauthorized", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    body = exposition.render(selectors.metric_families(timezone.now()))
-    return HttpResponse(body, content_type=exposition.CONTENT_TYPE)
+    return HttpResponse(exposition.render(), content_type=exposition.CONTENT_TYPE)
 
 
 # --- channels ----------------------------------------------------------------------------------
