@@ -34,11 +34,6 @@ from accounts.roles import can_operate
 CACHE_PREFIX = "poller:"
 
 
-def _now() -> float:
-    # Wall-clock time, since web processes on different machines compare it.
-    return time.time()
-
-
 @dataclass(frozen=True, slots=True)
 class Poller:
     can_operate: bool
@@ -55,7 +50,7 @@ def poller(request: HttpRequest) -> Poller | None:
     # change never matches a check made after it.
     key = f"{CACHE_PREFIX}{user_id}:{request.session.get(HASH_SESSION_KEY, '')}"
     window = settings.POLL_AUTH_SECONDS
-    now = _now()
+    now = time.time()  # wall-clock time, since web processes on different machines compare it
     if window > 0:
         known = cache.get(key)
         # The cache's own expiry is only housekeeping: the age is checked here, to the window.

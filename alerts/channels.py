@@ -63,7 +63,7 @@ def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: da
         register_secret(secret)
         headers = {"content-type": "application/json"}
         if secret:
-            headers |= signing.headers_for(secret, message_id(delivery_pk), int(now.timestamp()), body)
+            headers |= signing.headers_for(secret, message_id(delivery_pk), now, body)
         _post(channel, body, headers)
     elif channel.kind == Channel.Kind.SLACK:
         body = json.dumps(events.slack_message(payload)).encode()

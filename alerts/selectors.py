@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from prometheus_client.core import GaugeMetricFamily
 
-from alerts.exposition import Family
 from alerts.models import Channel, Delivery
 from batches.models import KNOWN_STATUSES, Batch, Connection
 
@@ -33,11 +33,15 @@ def _seconds(moment: datetime | None) -> float:
     return moment.timestamp() if moment else 0.0
 
 
-def metric_families(now: datetime) -> list[Family]:
+def metric_families(now: datetime) -> list[GaugeMetricFamily]:
     connections = list(Connection.objects.order_by("name"))
     names = [c.name for c in connections]
 
-    batches = Family(f"{PREFIX}_batches", "Batches the dashboard knows, by connection and status.")
+    batches = GaugeMetricFamily(
+        f"{PREFIX}_batches",
+        "Batches the dashboard knows, by connection and status.",
+        labels=("connection", "status"),
+    )
     counts = {
         (row["connection__name"], row["status"]): row["n"]
         for row in Batch.objects.values("connection__name", "status").annotate(n=Count("id"))
@@ -45,13 +49,14 @@ def metric_families(now: datetime) -> list[Family]:
     # Every known status of every connection, zero or not, so that a rule never sees a series vanish.
     for name in names:
         for status in KNOWN_STATUSES:
-            batches.add(counts.pop((name, status), 0), connection=name, status=status)
+            batches.add_metric((name, status), counts.pop((name, status), 0))
     for (name, status), n in sorted(counts.items()):  # statuses the API added after this code
-        batches.add(n, connection=name, status=status)
+        batches.add_metric((name, status), n)
 
-    requests = Family(
+    requests = GaugeMetricFamily(
         f"{PREFIX}_active_requests",
         "Requests of the batches not yet finished, by connection and kind (total, completed, failed).",
+        labels=("connection", "kind"),
     )
     active = {
         row["connection__name"]: row
@@ -64,10 +69,12 @@ def metric_families(now: datetime) -> list[Family]:
     for name in names:
         row = active.get(name, {})
         for kind in ("total", "completed", "failed"):
-            requests.add(row.get(kind) or 0, connection=name, kind=kind)
+            requests.add_metric((name, kind), row.get(kind) or 0)
 
-    tokens = Family(
-        f"{PREFIX}_tokens", "Tokens used by all the batches the dashboard knows, by connection and kind."
+    tokens = GaugeMetricFamily(
+        f"{PREFIX}_tokens",
+        "Tokens used by all the batches the dashboard knows, by connection and kind.",
+        labels=("connection", "kind"),
     )
     used = {
         row["connection__name"]: row
@@ -78,7 +85,7 @@ def metric_families(now: datetime) -> list[Family]:
     for name in names:
         row = used.get(name, {})
         for kind in TOKEN_KINDS:
-            tokens.add(row.get(kind) or 0, connection=name, kind=kind)
+            tokens.add_metric((name, kind), row.get(kind) or 0)
 
     after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
     running = Batch.objects.filter(status="in_progress", is_terminal=False)
@@ -95,32 +102,61 @@ def metric_families(now: datetime) -> list[Family]:
         .annotate(n=Count("id"))
         .values_list("connection__name", "n")
     )
-    stalled = Family(f"{PREFIX}_stalled_batches", "In-progress batches with no finished request for a while.")
-    at_risk = Family(f"{PREFIX}_at_risk_batches", "In-progress batches expected to finish after they expire.")
+    per_connection = ("connection",)
+    stalled = GaugeMetricFamily(
+        f"{PREFIX}_stalled_batches",
+        "In-progress batches with no finished request for a while.",
+        labels=per_connection,
+    )
+    at_risk = GaugeMetricFamily(
+        f"{PREFIX}_at_risk_batches",
+        "In-progress batches expected to finish after they expire.",
+        labels=per_connection,
+    )
 
-    enabled = Family(f"{PREFIX}_connection_enabled", "1 if the dashboard syncs this connection.")
-    lag = Family(
-        f"{PREFIX}_sync_lag_seconds", "Seconds since the last successful sync; +Inf if it never succeeded."
+    enabled = GaugeMetricFamily(
+        f"{PREFIX}_connection_enabled", "1 if the dashboard syncs this connection.", labels=per_connection
     )
-    last_success = Family(
-        f"{PREFIX}_last_sync_success_timestamp_seconds", "When the last sync succeeded; 0 if never."
+    lag = GaugeMetricFamily(
+        f"{PREFIX}_sync_lag_seconds",
+        "Seconds since the last successful sync; +Inf if it never succeeded.",
+        labels=per_connection,
     )
-    failures = Family(f"{PREFIX}_api_consecutive_failures", "API calls failed in a row, per connection.")
-    last_error = Family(f"{PREFIX}_api_last_error_timestamp_seconds", "When the API last failed; 0 if never.")
+    last_success = GaugeMetricFamily(
+        f"{PREFIX}_last_sync_success_timestamp_seconds",
+        "When the last sync succeeded; 0 if never.",
+        labels=per_connection,
+    )
+    failures = GaugeMetricFamily(
+        f"{PREFIX}_api_consecutive_failures",
+        "API calls failed in a row, per connection.",
+        labels=per_connection,
+    )
+    last_error = GaugeMetricFamily(
+        f"{PREFIX}_api_last_error_timestamp_seconds",
+        "When the API last failed; 0 if never.",
+        labels=per_connection,
+    )
     for connection in connections:
         name = connection.name
-        stalled.add(stalled_counts.get(name, 0), connection=name)
-        at_risk.add(at_risk_counts.get(name, 0), connection=name)
-        enabled.add(1 if connection.enabled else 0, connection=name)
+        stalled.add_metric((name,), stalled_counts.get(name, 0))
+        at_risk.add_metric((name,), at_risk_counts.get(name, 0))
+        enabled.add_metric((name,), 1 if connection.enabled else 0)
         since = (now - connection.last_success_at).total_seconds() if connection.last_success_at else math.inf
-        lag.add(max(since, 0.0), connection=name)
-        last_success.add(_seconds(connection.last_success_at), connection=name)
-        failures.add(connection.consecutive_failures, connection=name)
-        last_error.add(_seconds(connection.last_error_at), connection=name)
+        lag.add_metric((name,), max(since, 0.0))
+        last_success.add_metric((name,), _seconds(connection.last_success_at))
+        failures.add_metric((name,), connection.consecutive_failures)
+        last_error.add_metric((name,), _seconds(connection.last_error_at))
 
-    notifications = Family(f"{PREFIX}_notifications", "Notifications by channel kind and state.")
-    retrying = Family(
-        f"{PREFIX}_notifications_retrying", "Notifications waiting to be retried after a failed attempt."
+    notifications = GaugeMetricFamily(
+        f"{PREFIX}_notifications",
+        "Notifications by channel kind and state.",
+        labels=("channel_kind", "state"),
+    )
+    retrying = GaugeMetricFamily(
+        f"{PREFIX}_notifications_retrying",
+        "Notifications waiting to be retried after a failed attempt.",
+        labels=("channel_kind",),
     )
     by_state = {
         (row["channel__kind"], row["state"]): row
@@ -130,8 +166,8 @@ def metric_families(now: datetime) -> list[Family]:
     }
     for kind in Channel.Kind.values:
         for state in Delivery.State.values:
-            notifications.add(by_state.get((kind, state), {}).get("n", 0), channel_kind=kind, state=state)
-        retrying.add(by_state.get((kind, Delivery.State.PENDING), {}).get("retrying", 0), channel_kind=kind)
+            notifications.add_metric((kind, state), by_state.get((kind, state), {}).get("n", 0))
+        retrying.add_metric((kind,), by_state.get((kind, Delivery.State.PENDING), {}).get("retrying", 0))
 
     return [
         batches, requests, tokens, stalled, at_risk, enabled, lag, last_success, failures, last_error,

@@ -6,7 +6,7 @@
 Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
 starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
 directory, with the DEFAULT intervals (a connection refreshes its active batches every 15 s, beat
-dispatches due syncs every 5 s, a running row polls its fragment every 5 s):
+dispatches due syncs every 2 s, a running row polls its fragment every 5 s):
 
   simulator    a thread of this process, SimWorld(seed=1, batches=--batches, speed=0): a frozen clock
                that moves only when the benchmark advances it
@@ -412,14 +412,14 @@ def figures(args, changes: list[Change], skipped: int, context: dict[str, Any]) 
             ],
         },
         "notes": [
-            "default intervals: a connection's refresh_interval 15 s, beat's dispatch every 5 s "
+            "default intervals: a connection's refresh_interval 15 s, beat's dispatch every 2 s "
             "(SYNC_DISPATCH_INTERVAL), a running row's poll every 5 s, the summary's every 10 s.",
             f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server (the broker "
             "and, as in production, Django's cache), a Celery worker (prefork, concurrency 2) and beat, "
             "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",
             f"changes {args.gap_min:g}-{args.gap_max:g} s apart at random, so they fall anywhere in the "
             "refresh cycle; the row is read every 0.1 s.",
-            "with these intervals the expected worst case is about 5 (dispatch tick) + 15 (refresh "
+            "with these intervals the expected worst case is about 2 (dispatch tick) + 15 (refresh "
             "interval) + 5 (row poll) s, plus the refresh itself.",
         ],
         "headline": {

@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from alerts import signing
 from alerts import tasks as alert_tasks
 from batches.models import KNOWN_STATUSES, Batch, Connection
 from tests.conftest import free_port
@@ -41,6 +40,7 @@ from tests.faults.test_random_requests import (
     _user,
     _world,
 )
+from tests.webhook_signatures import signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -271,7 +271,7 @@ def _webhook_headers(secret: str) -> st.SearchStrategy[tuple[bytes, dict[str, st
         given = {"webhook-id": message_id, "webhook-timestamp": stamp, "webhook-signature": signature}
         if sign:
             with contextlib.suppress(ValueError):
-                given = signing.headers_for(secret, message_id, int(stamp), content)
+                given = signed_headers(secret, message_id, int(stamp), content)
         # A header value cannot hold a line break (the HTTP server would refuse it first).
         return content, {
             f"HTTP_{name.upper().replace('-', '_')}": value.replace("\n", "").replace("\r", "")

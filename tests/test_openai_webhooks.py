@@ -162,7 +162,27 @@ def test_any_of_several_signatures_may_match_during_a_key_rotation():
         "webhook-timestamp": str(now),
         "webhook-signature": "v1,bm90IGl0 " + good["HTTP_WEBHOOK_SIGNATURE"],
     }
-    assert signing.verify(SECRET, headers, body, now=now) == "msg_rotated"
+    assert signing.verify(SECRET, headers, body) == "msg_rotated"
     headers["webhook-signature"] = "v1,bm90IGl0"
     with pytest.raises(signing.InvalidSignature):
-        signing.verify(SECRET, headers, body, now=now)
+        signing.verify(SECRET, headers, body)
+
+
+def test_signature_headers_the_library_cannot_parse_are_refused_or_skipped_not_a_500():
+    # standardwebhooks raises ValueError on a candidate without exactly one comma or with bad base64,
+    # and on a body that is not UTF-8; alerts.signing keeps those from it.
+    from alerts import signing
+
+    body, now = b'{"type":"batch.failed"}', int(time.time())
+    good = signed(body, webhook_id="msg_guarded", timestamp=now)["HTTP_WEBHOOK_SIGNATURE"]
+    headers = {"webhook-id": "msg_guarded", "webhook-timestamp": str(now)}
+    for junk in ("v1", "v1,a,b", "v1,abc", "v1,", ",", "v2,x"):
+        with pytest.raises(signing.InvalidSignature):
+            signing.verify(SECRET, headers | {"webhook-signature": junk}, body)
+        both = f"{junk}  {good}\t{junk}"
+        assert signing.verify(SECRET, headers | {"webhook-signature": both}, body) == "msg_guarded"
+    with pytest.raises(signing.InvalidSignature):
+        signing.verify(SECRET, headers | {"webhook-signature": good}, b"\xff\xfe" + body)
+    for stamp in ("1e9", f" {now}", f"{now}.0", "9" * 400, "١٢"):
+        with pytest.raises(signing.InvalidSignature):
+            signing.verify(SECRET, headers | {"webhook-timestamp": stamp, "webhook-signature": good}, body)

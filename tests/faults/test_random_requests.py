@@ -26,13 +26,13 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils import timezone
 
-from alerts import signing
 from alerts import tasks as alert_tasks
 from alerts.models import Channel, Delivery
 from batches import sync
 from batches.models import KNOWN_STATUSES, Batch, Connection
 from tests.conftest import free_port
 from tests.factories import make_batch, make_user
+from tests.webhook_signatures import signed_headers
 
 pytestmark = pytest.mark.faults
 
@@ -560,7 +560,7 @@ def _post(client: Client, fuzz: Fuzzer, rng: random.Random, route: Route, url: s
             int(time.time()) + rng.choice([0, 0, -9999, 10**12]),
         )
         if rng.random() < 0.6:
-            signed = signing.headers_for(secret, message_id, min(timestamp, 2**62), body)
+            signed = signed_headers(secret, message_id, min(timestamp, 2**62), body)
         else:
             signed = {
                 "webhook-id": fuzz.text(),
@@ -604,7 +604,7 @@ def test_a_signed_webhook_naming_a_connection_by_a_digit_int_refuses_is_a_404(cl
     # "²".isdigit() is true, and int("²") raised ValueError: a 500.
     settings.OPENAI_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"fault-suite-webhook-secret-0002").decode()
     body = json.dumps({"type": "batch.completed", "data": {"id": "batch_x"}}).encode()
-    headers = signing.headers_for(settings.OPENAI_WEBHOOK_SECRET, "msg_1", int(time.time()), body)
+    headers = signed_headers(settings.OPENAI_WEBHOOK_SECRET, "msg_1", int(time.time()), body)
     extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
     response = client.post("/webhooks/openai/%C2%B2/", body, content_type="application/json", **extra)
     assert response.status_code == 404
@@ -625,7 +625,7 @@ def test_a_signed_webhook_naming_a_connection_with_a_nul_byte_is_a_404(client, d
     # PostgreSQL refuses a NUL byte in a query: DataError, a 500.
     settings.OPENAI_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"fault-suite-webhook-secret-0003").decode()
     body = json.dumps({"type": "batch.completed", "data": {"id": "batch_x"}}).encode()
-    headers = signing.headers_for(settings.OPENAI_WEBHOOK_SECRET, "msg_2", int(time.time()), body)
+    headers = signed_headers(settings.OPENAI_WEBHOOK_SECRET, "msg_2", int(time.time()), body)
     extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
     response = client.post("/webhooks/openai/a%00b/", body, content_type="application/json", **extra)
     assert response.status_code == 404
