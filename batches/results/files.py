@@ -124,6 +124,9 @@ def batch_files(batch: Batch) -> list[FileInfo]:
     return infos
 
 
+# --------------------------------------------------------------------------- preview
+
+
 @dataclass(frozen=True)
 class PreviewPage:
     kind: str
