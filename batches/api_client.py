@@ -11,7 +11,9 @@ import functools
 import json
 import math
 import random
+import re
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,8 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from batches.jsonl import split_lines
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 KNOWN_STATUSES = TERMINAL_STATUSES | {"validating", "in_progress", "finalizing", "cancelling"}
@@ -141,6 +145,60 @@ class APIConnectionError(APIError):
 
 class MalformedResponseError(APIError):
     """Non-JSON body, JSON of the wrong shape, or a body cut off mid-stream."""
+
+
+# Transport errors whose text is about the connection itself (refused, unresolved, TLS), not bytes the
+# other side sent; a protocol error's text can quote what answered (h11 quotes a bad status line).
+_CONNECT_FAILURE = re.compile(r"Could not reach the API \((ConnectError|ConnectTimeout)\b")
+
+
+def describe(
+    error: APIError,
+    *,
+    refused: str = "",
+    gone: str = "",
+    undone: str = "",
+    base_url_unproven: bool = False,
+) -> str:
+    """An API error in plain words for a page or a message; the client scrubbed the key from it.
+
+    refused: the words before the API's own message when it refused ("The API refused to cancel");
+        without them a refused key is told apart from other errors.
+    gone: what a 404 means to the caller ("The API no longer knows this batch"); without it a 404 is
+        one more error.
+    undone: what the failure left undone ("nothing was cancelled"), so the reader knows that trying
+        again is safe.
+    base_url_unproven: the base URL may point at any server (a connection's "Test"). The words then
+        quote the API's own error message only when an API error body carried one, otherwise only the
+        status or the kind of failure: never the bytes of whatever answered, whose page is not the
+        admin's to read through ours.
+    """
+    if base_url_unproven:
+        status = f"HTTP {error.status_code}" if error.status_code is not None else None
+        if isinstance(error, APIStatusError):
+            if error.from_error_body:
+                return f"the API answered with an error: {error}"
+            return f"the server answered {status} without an API error body; check the base URL."
+        if isinstance(error, MalformedResponseError):
+            answered = f"answered {status}" if status else "answered"
+            return f"the server {answered}, but not as the Batch API does; check the base URL."
+        if isinstance(error, APITimeoutError):
+            return "the API did not answer in time."
+        if isinstance(error, APIConnectionError) and _CONNECT_FAILURE.match(error.message):
+            return str(error)
+        return f"could not talk to the API ({type(error).__name__}); check the base URL."
+    after = f"; {undone}" if undone else ""
+    if gone and isinstance(error, NotFoundError):
+        return f"{gone}{after}."
+    if isinstance(error, RateLimitError):
+        return f"The API is rate limiting us{after}. Try again in a minute."
+    if isinstance(error, APITimeoutError | APIConnectionError):
+        return f"The API could not be reached{after}. Try again."
+    if refused:
+        return f"{refused}: {error.message or error}"
+    if isinstance(error, AuthenticationError | PermissionDeniedError):
+        return f"The API refused this connection's key: {error.message}"
+    return f"The API answered with an error: {error.message or error}"
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
@@ -774,17 +832,9 @@ class BatchAPIClient:
     def iter_file_lines(self, file_id: str) -> Iterator[bytes]:
         """Yield each non-blank line of a JSONL file, without line endings."""
         with self.stream_file_content(file_id) as chunks:
-            pending = bytearray()
-            for chunk in chunks:
-                pending += chunk
-                start = 0
-                while (end := pending.find(b"\n", start)) != -1:
-                    if line := bytes(pending[start:end]).strip():
-                        yield line
-                    start = end + 1
-                del pending[:start]
-            if line := bytes(pending).strip():
-                yield line
+            for raw, _ in split_lines(chunks, sys.maxsize):
+                if raw and (line := raw.strip()):
+                    yield line
 
     # ----------------------------------------------------------------------- plumbing
 

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from batches import secrets
 from batches.models import Connection
+from batches.results.validation import BATCH_ENDPOINTS, COMPLETION_WINDOWS, parse_metadata
 from dashboard import outbound
 
 
@@ -140,3 +141,24 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         port = None
     default = {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").rstrip("."), port or default
+
+
+class CreateBatchForm(forms.Form):
+    connection = forms.ModelChoiceField(queryset=Connection.objects.none(), empty_label=None)
+    endpoint = forms.ChoiceField(choices=[(e, e) for e in BATCH_ENDPOINTS], initial="/v1/chat/completions")
+    completion_window = forms.ChoiceField(choices=[(w, w) for w in COMPLETION_WINDOWS])
+    metadata = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "project=search\nrun=nightly"}),
+    )
+    file = forms.FileField(widget=forms.ClearableFileInput(attrs={"accept": ".jsonl,application/jsonl"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].queryset = Connection.objects.filter(enabled=True).order_by("name")
+
+    def clean_metadata(self) -> dict[str, str]:
+        metadata, errors = parse_metadata(self.cleaned_data.get("metadata") or "")
+        if errors:
+            raise forms.ValidationError(errors)
+        return metadata

@@ -11,14 +11,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import AuditEvent
 from batches import sync
-from batches.api_client import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    BatchAPIClient,
-    NotFoundError,
-    RateLimitError,
-)
+from batches.api_client import APIError, BatchAPIClient, describe
 from batches.models import Batch, CancelRequest
 
 
@@ -65,22 +58,17 @@ def _request_cancel(batch: Batch) -> CancelOutcome:
                 api_batch = client.cancel_batch(batch.batch_id)
             except APIError as error:
                 _refresh_quietly(batch, client)
-                return CancelOutcome(False, _explain(error))
+                words = describe(
+                    error,
+                    refused="The API refused to cancel",
+                    gone="The API no longer knows this batch",
+                    undone="nothing was cancelled",
+                )
+                return CancelOutcome(False, words)
     except sync.ConnectionNotConfigured as error:
         return CancelOutcome(False, str(error))
     sync.upsert_batches(batch.connection, [api_batch], observed_at=timezone.now())
     return CancelOutcome(True, f"Cancellation requested: the batch is now {api_batch.status}.")
-
-
-def _explain(error: APIError) -> str:
-    if isinstance(error, NotFoundError):
-        return "The API no longer knows this batch; nothing was cancelled."
-    if isinstance(error, RateLimitError):
-        return "The API is rate limiting us; nothing was cancelled. Try again in a minute."
-    if isinstance(error, APITimeoutError | APIConnectionError):
-        return "The API could not be reached; nothing was cancelled. Try again."
-    detail = error.message or str(error)
-    return f"The API refused to cancel: {detail}"
 
 
 def _refresh_quietly(batch: Batch, client: BatchAPIClient) -> None:

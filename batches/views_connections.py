@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from django.contrib import messages
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
@@ -14,13 +12,7 @@ from accounts import audit
 from accounts.models import AuditEvent
 from accounts.roles import ADMIN, role_required
 from batches import secrets, sync
-from batches.api_client import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    MalformedResponseError,
-)
+from batches.api_client import APIError, describe
 from batches.forms import ConnectionForm
 from batches.models import Connection
 
@@ -114,7 +106,7 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     except sync.ConnectionNotConfigured as error:
         ok, message = False, str(error)
     except APIError as error:
-        ok, message = False, f"{connection.name}: {_failure(error)}"
+        ok, message = False, f"{connection.name}: {describe(error, base_url_unproven=True)}"
     audit.record(
         AuditEvent.Action.CONNECTION_TEST,
         actor=request.user,
@@ -127,27 +119,3 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         return render(request, "batches/connections/list.html#messages", {})
     return redirect("batches:connections")
-
-
-# Transport errors whose text is about the connection itself (refused, unresolved, TLS), not bytes the
-# other side sent; a protocol error's text can quote what answered (h11 quotes a bad status line).
-_CONNECT_FAILURE = re.compile(r"Could not reach the API \((ConnectError|ConnectTimeout)\b")
-
-
-def _failure(error: APIError) -> str:
-    """What "Test" says about a failure: the API's own error message when an API error body carried
-    one, otherwise only the status or the kind of failure. Never the bytes of whatever answered: the
-    base URL may point at any server, and its page is not the admin's to read through ours."""
-    status = f"HTTP {error.status_code}" if error.status_code is not None else None
-    if isinstance(error, APIStatusError):
-        if error.from_error_body:
-            return f"the API answered with an error: {error}"
-        return f"the server answered {status} without an API error body; check the base URL."
-    if isinstance(error, MalformedResponseError):
-        answered = f"answered {status}" if status else "answered"
-        return f"the server {answered}, but not as the Batch API does; check the base URL."
-    if isinstance(error, APITimeoutError):
-        return "the API did not answer in time."
-    if isinstance(error, APIConnectionError) and _CONNECT_FAILURE.match(error.message):
-        return str(error)
-    return f"could not talk to the API ({type(error).__name__}); check the base URL."

@@ -1,9 +1,8 @@
 """Pages for a batch's results (files, previews, downloads, error triage, re-submit) and for creating
-a batch from an uploaded JSONL file. The work itself lives in batches.results."""
+a batch from an uploaded JSONL file. The work itself lives in the batches.results package."""
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,8 +16,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts import audit
 from accounts.models import AuditEvent
 from accounts.roles import can_operate
-from batches import results
-from batches.models import Batch, Connection
+from batches.forms import CreateBatchForm
+from batches.models import Batch
+from batches.results import files, submit, triage, validation
 
 MAX_PAGE = 10_000_000
 CONTENT_NEEDS_OPERATOR = (
@@ -42,8 +42,8 @@ def _batch(pk: int) -> Batch:
 
 
 def _file_id_or_404(batch: Batch, kind: str) -> str:
-    file_id = results.file_id_of(batch, kind)
-    if not file_id or kind not in results.shown_kinds(batch):
+    file_id = files.file_id_of(batch, kind)
+    if not file_id or kind not in files.shown_kinds(batch):
         raise Http404(f"This batch has no {kind} file.")
     return file_id
 
@@ -57,8 +57,8 @@ def _bounded_int(value: str | None, default: int, maximum: int) -> int:
 
 
 def _page_size(value: str | None) -> int:
-    size = _bounded_int(value, results.DEFAULT_PAGE_SIZE, max(results.PAGE_SIZES))
-    return size if size in results.PAGE_SIZES else results.DEFAULT_PAGE_SIZE
+    size = _bounded_int(value, files.DEFAULT_PAGE_SIZE, max(files.PAGE_SIZES))
+    return size if size in files.PAGE_SIZES else files.DEFAULT_PAGE_SIZE
 
 
 # --------------------------------------------------------------------------- results section
@@ -73,14 +73,14 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
     readable = can_read_results(request.user)
     context = {
         "batch": batch,
-        "files": results.batch_files(batch),
+        "files": files.batch_files(batch),
         "can_read_results": readable,
-        "retries": results.retries_of(batch),
-        "original": results.original_of(batch),
+        "retries": submit.retries_of(batch),
+        "original": submit.original_of(batch),
         "can_operate": can_operate(request.user),
-        "can_resubmit": results.can_resubmit(batch),
-        "retry_estimate": results.estimated_retry_count(batch),
-        "triage": results.triage(batch, with_content=readable) if batch.is_terminal else None,
+        "can_resubmit": submit.can_resubmit(batch),
+        "retry_estimate": submit.estimated_retry_count(batch),
+        "triage": triage.triage(batch, with_content=readable) if batch.is_terminal else None,
     }
     template = "batches/results/results.html"
     if request.htmx:
@@ -111,16 +111,16 @@ def file_preview(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     context = {
         "batch": batch,
         "kind": kind,
-        "page_sizes": results.PAGE_SIZES,
+        "page_sizes": files.PAGE_SIZES,
         "per_page": per_page,
         "can_operate": can_operate(request.user),
-        "kinds": [k for k in results.shown_kinds(batch) if results.file_id_of(batch, k)],
+        "kinds": [k for k in files.shown_kinds(batch) if files.file_id_of(batch, k)],
     }
     try:
-        context["preview"], context["file"] = results.preview(batch, kind, page, per_page)
-    except results.ResultsUnavailable as gone:
+        context["preview"], context["file"] = files.preview(batch, kind, page, per_page)
+    except files.ResultsUnavailable as gone:
         context["gone"] = gone.message
-    except results.ResultsError as error:
+    except files.ResultsError as error:
         context["problem"] = error.message
     template = "batches/results/preview.html"
     if request.htmx and request.htmx.target == "file-preview":
@@ -139,10 +139,10 @@ def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         )
     context = {"batch": batch, "kind": kind, "can_operate": True}
     try:
-        download = results.FileDownload(batch, kind)
-    except results.ResultsUnavailable as gone:
+        download = files.FileDownload(batch, kind)
+    except files.ResultsUnavailable as gone:
         return render(request, "batches/results/preview.html", {**context, "gone": gone.message}, status=410)
-    except results.ResultsError as error:
+    except files.ResultsError as error:
         return render(
             request, "batches/results/preview.html", {**context, "problem": error.message}, status=502
         )
@@ -166,23 +166,23 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _batch(pk)
     if not can_operate(request.user):
         return _forbidden(request, "Re-submitting requests needs the operator role.")
-    retries = results.retries_of(batch)
+    retries = submit.retries_of(batch)
     context = {
         "batch": batch,
         "retries": retries,
-        "can_resubmit": results.can_resubmit(batch),
-        "retry_estimate": results.estimated_retry_count(batch),
+        "can_resubmit": submit.can_resubmit(batch),
+        "retry_estimate": submit.estimated_retry_count(batch),
     }
     if request.method == "GET":
         return render(request, "batches/results/resubmit.html", context)
     if retries and request.POST.get("again") != "1":
         # A second click, or a second operator: re-running the same requests again bills them again.
-        outcome = results.Outcome(
+        outcome = submit.Outcome(
             False,
             f"This batch was already re-submitted as {retries[-1].batch_id}. Confirm to re-submit it again.",
         )
     else:
-        outcome = results.resubmit_failed(batch)
+        outcome = submit.resubmit_failed(batch)
         audit.record(
             AuditEvent.Action.CREATE_BATCH,
             actor=request.user,
@@ -205,29 +205,6 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
 # --------------------------------------------------------------------------- create
 
 
-class CreateBatchForm(forms.Form):
-    connection = forms.ModelChoiceField(queryset=Connection.objects.none(), empty_label=None)
-    endpoint = forms.ChoiceField(
-        choices=[(e, e) for e in results.BATCH_ENDPOINTS], initial="/v1/chat/completions"
-    )
-    completion_window = forms.ChoiceField(choices=[(w, w) for w in results.COMPLETION_WINDOWS])
-    metadata = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "project=search\nrun=nightly"}),
-    )
-    file = forms.FileField(widget=forms.ClearableFileInput(attrs={"accept": ".jsonl,application/jsonl"}))
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = Connection.objects.filter(enabled=True).order_by("name")
-
-    def clean_metadata(self) -> dict[str, str]:
-        metadata, errors = results.parse_metadata(self.cleaned_data.get("metadata") or "")
-        if errors:
-            raise forms.ValidationError(errors)
-        return metadata
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 def batch_create(request: HttpRequest) -> HttpResponse:
@@ -240,7 +217,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "batches/results/create.html", context)
     upload = form.cleaned_data["file"]
-    outcome = results.create_from_upload(
+    outcome = submit.create_from_upload(
         form.cleaned_data["connection"],
         upload=upload.file,
         filename=upload.name,
@@ -268,7 +245,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
 
 def _limits() -> dict[str, int]:
     return {
-        "max_lines": results.MAX_LINES,
-        "max_megabytes": results.MAX_BYTES // (1024 * 1024),
-        "max_embedding_inputs": results.MAX_EMBEDDING_INPUTS,
+        "max_lines": validation.MAX_LINES,
+        "max_megabytes": validation.MAX_BYTES // (1024 * 1024),
+        "max_embedding_inputs": validation.MAX_EMBEDDING_INPUTS,
     }

@@ -11,7 +11,8 @@ process of its own:
                   invalid UTF-8, a repeated custom_id, an empty line, not an object); the custom_ids
                   are otherwise all different, so the set of ids seen fills up to its bound
     read lines    baseline: the file read line by line (`for line in file`), nothing else
-    validate      batches.results.validate_upload over the file read in 1 MiB chunks, as the view does
+    validate      validate_upload (batches.results.validation) over the file read in 1 MiB chunks, as the
+                  view does
     upload view   POST /batches/new/ through Django's whole stack (middleware, the multipart parser
                   and its upload handlers, the form, validation, the page), signed in as an operator;
                   the request body is streamed from a file, so the client side costs nothing
@@ -218,10 +219,10 @@ def _count_lines(path: Path) -> dict[str, Any]:
 
 
 def _validate(path: Path) -> dict[str, Any]:
-    from batches import results
+    from batches.results import validation
 
     with path.open("rb") as handle:
-        report = results.validate_upload(
+        report = validation.validate_upload(
             iter(lambda: handle.read(CHUNK), b""), ENDPOINT, size=path.stat().st_size
         )
     return {

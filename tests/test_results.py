@@ -11,8 +11,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from batches import results, sync
+from batches import sync
 from batches.models import Batch
+from batches.results import files, submit, validation
 
 pytestmark = pytest.mark.django_db
 KEY = "sk-test-simulator"
@@ -193,7 +194,7 @@ def test_an_expired_file_says_results_are_no_longer_available(client, operator, 
     assert "Results no longer available" in preview.content.decode()
     section = client.get(f"/batches/{batch.pk}/results/", HTTP_HX_REQUEST="true")
     assert section.status_code == 200
-    kinds = [kind for kind in results.FILE_KINDS if results.file_id_of(batch, kind)]
+    kinds = [kind for kind in files.FILE_KINDS if files.file_id_of(batch, kind)]
     assert len(kinds) >= 2
     assert section.content.decode().count("Results no longer available") == len(kinds)
     download = client.get(f"/batches/{batch.pk}/files/output/download/")
@@ -374,10 +375,10 @@ def test_a_batch_whose_every_request_succeeded_has_nothing_to_resubmit(client, o
 
 def test_retry_metadata_keeps_the_link_back_within_sixteen_keys():
     full = {f"k{i:02d}": str(i) for i in range(16)}
-    metadata, dropped = results.retry_metadata(full, "batch_x")
+    metadata, dropped = submit.retry_metadata(full, "batch_x")
     assert len(metadata) == 16 and metadata["retry_of"] == "batch_x"
     assert dropped == ["k15"]
-    chained, dropped = results.retry_metadata({"a": "1", "retry_of": "batch_first"}, "batch_second")
+    chained, dropped = submit.retry_metadata({"a": "1", "retry_of": "batch_first"}, "batch_second")
     assert chained == {"a": "1", "retry_of": "batch_second"} and dropped == []
 
 
@@ -452,12 +453,12 @@ def test_an_embeddings_file_may_hold_at_most_fifty_thousand_inputs(client, opera
 
 
 def test_a_file_over_the_line_and_size_limits_is_refused_before_upload():
-    lines = jsonl([chat_line(f"c{i}") for i in range(results.MAX_LINES + 1)])
-    report = results.validate_upload([lines], "/v1/chat/completions")
+    lines = jsonl([chat_line(f"c{i}") for i in range(validation.MAX_LINES + 1)])
+    report = validation.validate_upload([lines], "/v1/chat/completions")
     assert [str(p) for p in report.problems] == [
         "The file holds 50,001 requests; a batch may hold at most 50,000."
     ]
-    oversized = results.validate_upload([b""], "/v1/chat/completions", size=results.MAX_BYTES + 1)
+    oversized = validation.validate_upload([b""], "/v1/chat/completions", size=validation.MAX_BYTES + 1)
     assert "at most 209,715,200" in str(oversized.problems[0])
 
 

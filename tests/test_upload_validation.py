@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from batches import results
+from batches.jsonl import split_lines
+from batches.results import validation
 from tests.factories import make_connection, make_user
 
 CHAT = "/v1/chat/completions"
@@ -40,7 +41,7 @@ def in_chunks(data: bytes, size: int = 65_536) -> Iterator[bytes]:
 
 
 def test_a_file_of_blank_lines_is_counted_and_only_its_first_hundred_problems_are_listed():
-    report = results.validate_upload(in_chunks(b"\n" * 200_000), CHAT)
+    report = validation.validate_upload(in_chunks(b"\n" * 200_000), CHAT)
 
     assert len(report.problems) == 100
     assert [p.line for p in report.problems] == list(range(1, 101))
@@ -62,7 +63,7 @@ def test_counts_are_kept_per_kind_of_problem_and_listed_in_file_order():
         b"[1, 2]\n",  # 6
         line("b"),  # 7
     ]
-    report = results.validate_upload([b"".join(lines)], CHAT)
+    report = validation.validate_upload([b"".join(lines)], CHAT)
     assert report.counts == {"empty": 1, "json": 1, "duplicate": 1, "method": 1, "url": 1, "object": 1}
     assert [(p.line, p.kind) for p in report.problems] == [
         (2, "empty"),
@@ -119,7 +120,7 @@ def test_validating_a_large_stream_keeps_memory_bounded():
     size = 20 * 1024 * 1024
     tracemalloc.start()
     try:
-        report = results.validate_upload(hostile_stream(size), CHAT)
+        report = validation.validate_upload(hostile_stream(size), CHAT)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -130,9 +131,9 @@ def test_validating_a_large_stream_keeps_memory_bounded():
 
 
 def test_a_line_longer_than_the_limit_is_a_problem_and_is_never_kept(monkeypatch):
-    monkeypatch.setattr(results, "MAX_LINE_BYTES", 10_000)
+    monkeypatch.setattr(validation, "MAX_LINE_BYTES", 10_000)
     long_line = b'{"custom_id": "' + b"x" * 50_000 + b'"}\n'
-    report = results.validate_upload(in_chunks(line("a") + long_line + line("b"), 1000), CHAT)
+    report = validation.validate_upload(in_chunks(line("a") + long_line + line("b"), 1000), CHAT)
     assert [(p.line, p.kind) for p in report.problems] == [(2, "too_long")]
     assert "longer than" in report.problems[0].reason
     assert report.lines == 3
@@ -140,11 +141,11 @@ def test_a_line_longer_than_the_limit_is_a_problem_and_is_never_kept(monkeypatch
 
 def test_duplicate_custom_ids_are_found_far_apart_and_the_ids_kept_are_bounded():
     lines = [line(f"req-{n}") for n in range(3000)] + [line("req-7")]
-    report = results.validate_upload(in_chunks(b"".join(lines), 4096), CHAT)
+    report = validation.validate_upload(in_chunks(b"".join(lines), 4096), CHAT)
     assert [(p.line, p.kind) for p in report.problems] == [(3001, "duplicate")]
     assert "first on line 8" in report.problems[0].reason
     # Past MAX_LINES requests the file is refused anyway; new ids are no longer remembered.
-    assert results.MAX_REMEMBERED_IDS == results.MAX_LINES
+    assert validation.MAX_REMEMBERED_IDS == validation.MAX_LINES
 
 
 # --------------------------------------------------------------------------- UTF-8
@@ -153,7 +154,7 @@ def test_duplicate_custom_ids_are_found_far_apart_and_the_ids_kept_are_bounded()
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
 def test_a_utf16_or_utf32_file_is_refused_naming_utf8(encoding):
     text = (line("a") + line("b")).decode()
-    report = results.validate_upload([text.encode(encoding)], CHAT)
+    report = validation.validate_upload([text.encode(encoding)], CHAT)
     assert not report.ok
     message = str(report.problems[0])
     assert "UTF-8" in message and ("UTF-16" in message or "NUL" in message)
@@ -162,7 +163,7 @@ def test_a_utf16_or_utf32_file_is_refused_naming_utf8(encoding):
 
 
 def test_a_utf8_byte_order_mark_is_refused_with_a_message_and_the_rest_is_still_checked():
-    report = results.validate_upload([b"\xef\xbb\xbf" + line("a") + b"\n" + line("b")], CHAT)
+    report = validation.validate_upload([b"\xef\xbb\xbf" + line("a") + b"\n" + line("b")], CHAT)
     assert not report.ok
     assert report.problems[0].line is None
     assert "byte order mark" in report.problems[0].reason and "UTF-8" in report.problems[0].reason
@@ -171,21 +172,21 @@ def test_a_utf8_byte_order_mark_is_refused_with_a_message_and_the_rest_is_still_
 
 
 def test_a_utf8_byte_order_mark_in_one_byte_chunks_is_found_too():
-    report = results.validate_upload(in_chunks(b"\xef\xbb\xbf" + line("a"), 1), CHAT)
+    report = validation.validate_upload(in_chunks(b"\xef\xbb\xbf" + line("a"), 1), CHAT)
     assert [p.line for p in report.problems] == [None]
     assert report.lines == 1
 
 
 def test_invalid_utf8_on_a_line_is_a_problem_of_that_line():
     bad = line("b").replace(b"hi b", b"hi \xff\xfe b")
-    report = results.validate_upload([line("a") + bad + line("c")], CHAT)
+    report = validation.validate_upload([line("a") + bad + line("c")], CHAT)
     assert [(p.line, p.kind) for p in report.problems] == [(2, "utf8")]
     assert "UTF-8" in report.problems[0].reason
 
 
 def test_json_nested_too_deeply_is_a_problem_not_a_crash():
     deep = b"[" * 100_000 + b"]" * 100_000 + b"\n"
-    report = results.validate_upload([line("a") + deep], CHAT)
+    report = validation.validate_upload([line("a") + deep], CHAT)
     assert [(p.line, p.kind) for p in report.problems] == [(2, "json")]
 
 
@@ -218,7 +219,7 @@ def test_the_splitter_yields_the_lines_of_any_chunking_and_drops_only_overlong_o
         expected.pop()  # the final newline ends the last line
     expected = [line if len(line) <= limit else None for line in expected]
     got: list[bytes | None] = []
-    for line, repeat in results._split_lines(in_chunks(data, chunk_size), limit):
+    for line, repeat in split_lines(in_chunks(data, chunk_size), limit):
         assert repeat == 1 or line == b""
         got.extend([line] * repeat)
     assert got == expected
