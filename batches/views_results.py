@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -124,7 +124,7 @@ def file_preview(request: HtmxHttpRequest, pk: int, kind: str) -> HttpResponse:
 @role_required(
     OPERATOR, message="Downloading results needs the operator role: results can hold sensitive data."
 )
-def file_download(request: HtmxHttpRequest, pk: int, kind: str) -> HttpResponse:
+def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     batch = _batch(pk)
     _file_id_or_404(batch, kind)
     context = {"batch": batch, "kind": kind, "can_operate": True}
