@@ -68,7 +68,9 @@ def poller(request: HttpRequest) -> Poller | None:
 
 
 def poll_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """login_required for read-only polls; the view finds the Poller on request.poller."""
+    """login_required for read-only polls; the view finds the Poller on request.poller. Such a view
+    is also marked @login_not_required, so that LoginRequiredMiddleware leaves the check to this one
+    (batches.middleware: Django's would load the user on every poll)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLES = (VIEWER, OPERATOR, ADMIN)
@@ -63,16 +63,26 @@ def set_role(user: AbstractBaseUser, role: str) -> None:
     user.__dict__.pop("_dashboard_role", None)
 
 
-def role_required(needed: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Signed-in users below `needed` get 403 before the view runs (so no API call is made)."""
+def role_required(
+    needed: str | Callable[[], str], *, message: str = "", htmx_template: str = ""
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """The one access check of the views: users below `needed` get 403 before the view runs (so no
+    API call is made). Signing in is LoginRequiredMiddleware's job, before this runs.
+
+    `needed` may be a function when a setting decides it, read on every request. Without a message
+    the 403 page says only that the role does not allow it; with one it says why, and an htmx
+    request gets `htmx_template` (a fragment that says it in place of what was asked for)."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @login_required
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not has_role(request.user, needed):
-                raise PermissionDenied(f"This needs the {needed} role.")
-            return view(request, *args, **kwargs)
+            role = needed() if callable(needed) else needed
+            if has_role(request.user, role):
+                return view(request, *args, **kwargs)
+            if not message:
+                raise PermissionDenied(f"This needs the {role} role.")
+            template = htmx_template if htmx_template and getattr(request, "htmx", False) else "403.html"
+            return render(request, template, {"message": message}, status=403)
 
         return wrapped
 

@@ -8,9 +8,7 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_not_required, login_required
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu.exceptions import OperationalError
 
-from accounts.roles import can_admin
+from accounts.roles import ADMIN, can_admin, role_required
 from alerts import addresses, exposition, selectors, services, signing, tasks
 from alerts.forms import ChannelForm
 from alerts.models import Channel, SecretUnavailable
@@ -27,10 +25,6 @@ logger = logging.getLogger(__name__)
 
 # OpenAI's webhook events that mean a batch reached an outcome.
 BATCH_EVENT_TYPES = ("batch.completed", "batch.failed", "batch.expired", "batch.cancelled")
-
-
-def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return can_admin(user)
 
 
 # --- OpenAI webhook ingest ---------------------------------------------------------------------
@@ -95,14 +89,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 def _channel_for_user(request: HttpRequest, pk: int) -> Channel:
-    return get_object_or_404(selectors.channels_for(request.user, admin=is_admin(request.user)), pk=pk)
+    return get_object_or_404(selectors.channels_for(request.user, admin=can_admin(request.user)), pk=pk)
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 def channel_list(request: HttpRequest) -> HttpResponse:
     """Your notification channels; admins also manage the team's (which belong to no user)."""
-    admin = is_admin(request.user)
+    admin = can_admin(request.user)
     form = ChannelForm(request.POST or None, allow_env=admin)
     if request.method == "POST" and form.is_valid():
         channel = form.save(commit=False)
@@ -124,7 +117,6 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
 def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for_user(request, pk)
     channel.delete()
@@ -133,7 +125,6 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 def channel_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for_user(request, pk)
     Channel.objects.filter(pk=channel.pk).update(enabled=not channel.enabled)
@@ -144,19 +135,15 @@ def channel_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required(ADMIN)
 def failures(request: HttpRequest) -> HttpResponse:
-    if not is_admin(request.user):
-        raise PermissionDenied("Only admins see notification failures.")
     deliveries = list(selectors.deliveries_needing_attention()[:200])
     return render(request, "alerts/failures.html", {"deliveries": deliveries})
 
 
 @require_POST
-@login_required
+@role_required(ADMIN)
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
-    if not is_admin(request.user):
-        raise PermissionDenied("Only admins retry notifications.")
     if services.retry_delivery(pk):
         messages.success(request, "The notification will be sent again within a few seconds.")
     else:

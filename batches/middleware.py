@@ -1,11 +1,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
+
+from dashboard.htmx import HtmxHttpRequest
+
+
+class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
+    """Django's: every view needs a signed-in user unless marked @login_not_required. Two changes:
+
+    - the mark is read first: Django's asks request.user.is_authenticated before it, which loads the
+      user (a query) on every request, also the row poll's, which is marked so that it can skip that
+      load (accounts.polls);
+    - the admin site's views are left to the admin, which checks staff itself and sends to its own
+      login page (Django's sends its model pages to ours instead)."""
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponse],
+        view_args: Any,
+        view_kwargs: Any,
+    ) -> HttpResponse | None:
+        if not getattr(view_func, "login_required", True):
+            return None
+        if hasattr(view_func, "admin_site") or hasattr(view_func, "model_admin"):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)
 
 
 class HtmxLoginRedirectMiddleware:
@@ -16,7 +43,7 @@ class HtmxLoginRedirectMiddleware:
         self.get_response = get_response
         self.login_path = resolve_url(settings.LOGIN_URL)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HtmxHttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (
             getattr(request, "htmx", False)

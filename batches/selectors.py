@@ -18,8 +18,10 @@ from django.db.models.functions import Cast
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.safestring import SafeString, mark_safe
 
-from batches import sync
+from batches import charts, history, sync
+from batches.eta import EtaRange
 from batches.models import KNOWN_STATUSES, Batch, Connection
 from dashboard.prepared import PreparedQuery
 
@@ -399,3 +401,58 @@ def phases(batch: Batch) -> list[Phase]:
     if outcome_at is not None:
         result.append(Phase(batch.status, outcome_at, None, current=False))
     return result
+
+
+@dataclass(frozen=True)
+class BatchHistory:
+    """The detail page's charts (SVG whose every text is escaped by batches.charts) and ETA range."""
+
+    count: int
+    eta: EtaRange
+    throughput: SafeString
+    progress: SafeString
+
+
+def batch_history(batch: Batch, now: datetime) -> BatchHistory:
+    snapshots = history.snapshots(batch)
+    until = now if batch.is_active else None
+    throughput = charts.throughput_svg(
+        history.progress_points(batch, snapshots),
+        until=until,
+        label=f"Requests of {batch.batch_id} finished per minute over time",
+    )
+    progress = charts.progress_svg(
+        [(s.at, s.completed, s.failed, s.total) for s in snapshots],
+        until=until,
+        label=f"Percent of the requests of {batch.batch_id} done and failed over time",
+    )
+    return BatchHistory(
+        count=len(snapshots),
+        eta=history.eta_range(batch, snapshots, now),
+        # batches.charts escapes every text it writes into the SVG.
+        throughput=mark_safe(throughput),
+        progress=mark_safe(progress),
+    )
+
+
+OUTCOMES_CACHE_SECONDS = 60
+
+
+def outcomes_chart(filters: BatchFilters, now: datetime) -> SafeString:
+    """Batches finished per day and outcome over the last 7 days, under the list's filters (but its
+    status filter, which would hide whole outcomes, and its sort, which changes nothing here).
+
+    A week-long view needs no second-by-second freshness: the chart is cached for a minute, so that
+    reloading the list does not run its aggregate query every time."""
+    filters = replace(filters, statuses=(), sort="created", invalid=())
+    key = (
+        "batches:outcomes-chart:"
+        + hashlib.sha256(repr((filters, timezone.localdate(now))).encode()).hexdigest()
+    )
+
+    def render() -> str:
+        days, counts = history.outcomes_by_day(filters.apply(Batch.objects.all()), days=7, now=now)
+        return charts.outcomes_svg(days, counts)
+
+    # batches.charts escapes every text it writes into the SVG.
+    return mark_safe(cache.get_or_set(key, render, OUTCOMES_CACHE_SECONDS))

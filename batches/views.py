@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +17,7 @@ from accounts.polls import poll_login_required
 from accounts.roles import OPERATOR, can_operate, role_required
 from batches import rows, selectors, services
 from batches.models import Batch
+from dashboard.htmx import HtmxHttpRequest
 
 
 def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
@@ -41,8 +42,7 @@ def _row(request: HttpRequest, batch: Batch, context: dict) -> rows.Row:
 
 
 @require_GET
-@login_required
-def batch_list(request: HttpRequest) -> HttpResponse:
+def batch_list(request: HtmxHttpRequest) -> HttpResponse:
     """The page, or one of its fragments: the table (filters, paging) or the summary (its poll)."""
     filters = selectors.BatchFilters.from_query(request.GET)
     target = request.htmx.target if request.htmx else None
@@ -60,7 +60,11 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
     if target not in ("summary", "batch-table"):
         # The filter form is only on the full page; the summary poll needs none of it.
-        context.update(choices=selectors.filter_choices(connections), sort_labels=selectors.SORT_LABELS)
+        context.update(
+            choices=selectors.filter_choices(connections),
+            sort_labels=selectors.SORT_LABELS,
+            outcomes_chart=selectors.outcomes_chart(filters, context["now"]),
+        )
     template = "batches/list.html"
     if target == "batch-table":
         template += "#table"
@@ -70,6 +74,9 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+# Not LoginRequiredMiddleware's check, which loads the user (a query) on every request: the poll is
+# most of the traffic, and poll_login_required remembers who polls for a few seconds instead.
+@login_not_required
 @poll_login_required
 def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
     """One row of the list, polled by the browser every few seconds while its batch is active. The
@@ -95,16 +102,17 @@ def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
-def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
     context = {**_row_context(request), "batch": batch}
     if request.htmx and request.htmx.target == "batch-history":
         # The history card's own poll: charts and the ETA range, every 15 s while the batch runs.
-        return render(request, "batches/_charts_detail.html", context)
+        context["history"] = selectors.batch_history(batch, context["now"])
+        return render(request, "batches/detail.html#history", context)
     if request.htmx:
         return render(request, "batches/detail.html#live", context)
     context.update(
+        history=selectors.batch_history(batch, context["now"]),
         changes=list(batch.status_changes.all()),
         cancel_requests=list(batch.cancel_requests.select_related("user")[:20]),
         phases=selectors.phases(batch),
@@ -114,7 +122,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @role_required(OPERATOR)
-def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation (the page works without JavaScript); POST cancels through the API
     directly, not through Celery, so that it works while the workers are down."""
     batch = _get_batch_for_user(request, pk)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import audit
-from accounts.models import AuditEvent
 from accounts.roles import ADMIN, role_required
-from batches import secrets, sync
-from batches.api_client import APIError, describe
+from batches import secrets, services
 from batches.forms import ConnectionForm
 from batches.models import Connection
+from dashboard.htmx import HtmxHttpRequest
 
 
 @require_http_methods(["GET"])
@@ -33,89 +30,38 @@ def connection_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse
     if request.method == "POST" and form.is_valid():
         changed = sorted(set(form.changed_data) - {"api_key"})
         connection = form.save(commit=False)
-        if not connection.from_environment:
-            try:
-                _apply_key(connection, form)
-            except secrets.EncryptionNotConfigured as error:
-                form.add_error("api_key", str(error))
-                return render(
-                    request, "batches/connections/form.html", {"form": form, "connection": connection}
-                )
-        connection.save()
-        action = AuditEvent.Action.CONNECTION_UPDATE if pk else AuditEvent.Action.CONNECTION_CREATE
-        key_note = " (key replaced)" if form.cleaned_data.get("api_key") else ""
-        audit.record(
-            action,
-            actor=request.user,
-            target=connection.name,
-            request=request,
-            detail=f"changed: {', '.join(changed) or 'nothing'}{key_note}",
-        )
+        try:
+            services.save_connection(
+                connection,
+                changed=changed,
+                key_storage=form.cleaned_data.get("key_storage"),
+                api_key=form.cleaned_data.get("api_key", ""),
+                user=request.user,
+                request=request,
+            )
+        except secrets.EncryptionNotConfigured as error:
+            form.add_error("api_key", str(error))
+            return render(request, "batches/connections/form.html", {"form": form, "connection": connection})
         messages.success(request, f"Connection {connection.name} saved.")
         return redirect("batches:connections")
     return render(request, "batches/connections/form.html", {"form": form, "connection": connection})
-
-
-def _apply_key(connection: Connection, form: ConnectionForm) -> None:
-    storage = form.cleaned_data.get("key_storage")
-    api_key = form.cleaned_data.get("api_key", "")
-    if storage == "env":
-        connection.api_key_encrypted = ""
-        connection.api_key_last4 = ""
-    elif api_key:
-        connection.api_key_encrypted = secrets.encrypt(api_key)
-        connection.api_key_last4 = secrets.last4(api_key)
-        connection.api_key_env = ""
 
 
 @require_POST
 @role_required(ADMIN)
 def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
     connection = get_object_or_404(Connection, pk=pk)
-    if connection.from_environment:
-        messages.error(request, "The connection configured by the environment cannot be deleted; disable it.")
-        return redirect("batches:connections")
-    try:
-        connection.delete()
-    except ProtectedError:
-        messages.error(
-            request,
-            f"{connection.name} still has batches in the dashboard; "
-            "disable it instead to keep their history.",
-        )
-        return redirect("batches:connections")
-    audit.record(
-        AuditEvent.Action.CONNECTION_DELETE, actor=request.user, target=connection.name, request=request
-    )
-    messages.success(request, f"Connection {connection.name} deleted.")
+    outcome = services.delete_connection(connection, user=request.user, request=request)
+    (messages.success if outcome.ok else messages.error)(request, outcome.message)
     return redirect("batches:connections")
 
 
 @require_POST
 @role_required(ADMIN)
-def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
-    """List one batch: proves the URL, the key and the headers together."""
+def connection_test(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     connection = get_object_or_404(Connection, pk=pk)
-    try:
-        with sync.client_for(connection) as client:
-            page = next(client.list_batch_pages(limit=1), None)
-        ok = True
-        message = f"{connection.name}: the API answered" + (
-            f"; newest batch {page.data[0].id}." if page and page.data else "; no batches yet."
-        )
-    except sync.ConnectionNotConfigured as error:
-        ok, message = False, str(error)
-    except APIError as error:
-        ok, message = False, f"{connection.name}: {describe(error, base_url_unproven=True)}"
-    audit.record(
-        AuditEvent.Action.CONNECTION_TEST,
-        actor=request.user,
-        target=connection.name,
-        succeeded=ok,
-        detail=message,
-        request=request,
-    )
-    (messages.success if ok else messages.error)(request, message)
+    outcome = services.check_connection(connection, user=request.user, request=request)
+    (messages.success if outcome.ok else messages.error)(request, outcome.message)
     if request.htmx:
         return render(request, "batches/connections/list.html#messages", {})
     return redirect("batches:connections")

@@ -1,11 +1,10 @@
 """Pages for a batch's results (files, previews, downloads, error triage, re-submit) and for creating
-a batch from an uploaded JSONL file. The work itself lives in the batches.results package."""
+a batch from an uploaded JSONL file. The work itself lives in batches.results."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,12 +12,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts import audit
-from accounts.models import AuditEvent
-from accounts.roles import can_operate
+from accounts.roles import OPERATOR, VIEWER, can_operate, has_role, role_required
+from batches import services
 from batches.forms import CreateBatchForm
 from batches.models import Batch
 from batches.results import files, submit, triage, validation
+from dashboard.htmx import HtmxHttpRequest
 
 MAX_PAGE = 10_000_000
 CONTENT_NEEDS_OPERATOR = (
@@ -27,14 +26,14 @@ CONTENT_NEEDS_OPERATOR = (
 )
 
 
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "batches/results/forbidden.html", {"message": message}, status=403)
+def results_reader_role() -> str:
+    """The role that may read what results hold: operator, or viewer where the deployment opens
+    previews to viewers (DASHBOARD_VIEWERS_SEE_RESULTS). Downloads stay operator-only either way."""
+    return VIEWER if settings.DASHBOARD_VIEWERS_SEE_RESULTS else OPERATOR
 
 
 def can_read_results(user: AbstractBaseUser | AnonymousUser) -> bool:
-    """Whether the user may read what results hold. Operators may; viewers only where the deployment
-    opens previews to them (DASHBOARD_VIEWERS_SEE_RESULTS). Downloads stay operator-only either way."""
-    return can_operate(user) or settings.DASHBOARD_VIEWERS_SEE_RESULTS
+    return has_role(user, results_reader_role())
 
 
 def _batch(pk: int) -> Batch:
@@ -65,8 +64,7 @@ def _page_size(value: str | None) -> int:
 
 
 @require_GET
-@login_required
-def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_results(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The files, triage and re-submit section: loaded into the detail page by htmx, or a page of
     its own without JavaScript."""
     batch = _batch(pk)
@@ -92,20 +90,15 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
-def file_preview(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+# The pager swaps #file-preview: an htmx request is told why in its place rather than a whole page.
+@role_required(
+    results_reader_role,
+    message=CONTENT_NEEDS_OPERATOR,
+    htmx_template="batches/results/preview.html#denied",
+)
+def file_preview(request: HtmxHttpRequest, pk: int, kind: str) -> HttpResponse:
     batch = _batch(pk)
     _file_id_or_404(batch, kind)
-    if not can_read_results(request.user):
-        if request.htmx:
-            # The pager swaps #file-preview: say why in its place rather than a whole page.
-            return render(
-                request,
-                "batches/results/_preview_denied.html",
-                {"message": CONTENT_NEEDS_OPERATOR},
-                status=403,
-            )
-        return _forbidden(request, CONTENT_NEEDS_OPERATOR)
     page = _bounded_int(request.GET.get("page"), 1, MAX_PAGE)
     per_page = _page_size(request.GET.get("size"))
     context = {
@@ -129,14 +122,12 @@ def file_preview(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required(
+    OPERATOR, message="Downloading results needs the operator role: results can hold sensitive data."
+)
 def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     batch = _batch(pk)
     _file_id_or_404(batch, kind)
-    if not can_operate(request.user):
-        return _forbidden(
-            request, "Downloading results needs the operator role: results can hold sensitive data."
-        )
     context = {"batch": batch, "kind": kind, "can_operate": True}
     try:
         download = files.FileDownload(batch, kind)
@@ -160,12 +151,10 @@ def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
-def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
+@role_required(OPERATOR, message="Re-submitting requests needs the operator role.")
+def batch_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation; POST re-submits the failed requests as a new batch."""
     batch = _batch(pk)
-    if not can_operate(request.user):
-        return _forbidden(request, "Re-submitting requests needs the operator role.")
     retries = submit.retries_of(batch)
     context = {
         "batch": batch,
@@ -182,15 +171,7 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
             f"This batch was already re-submitted as {retries[-1].batch_id}. Confirm to re-submit it again.",
         )
     else:
-        outcome = submit.resubmit_failed(batch)
-        audit.record(
-            AuditEvent.Action.CREATE_BATCH,
-            actor=request.user,
-            target=f"{batch.connection.name}/{outcome.batch.batch_id if outcome.batch else '-'}",
-            succeeded=outcome.ok,
-            detail=f"re-submit of {batch.batch_id}: {outcome.message}",
-            request=request,
-        )
+        outcome = services.resubmit_failed(batch, user=request.user, request=request)
     if outcome.ok and outcome.batch is not None:
         messages.success(request, outcome.message)
         if request.htmx:
@@ -206,10 +187,8 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
-def batch_create(request: HttpRequest) -> HttpResponse:
-    if not can_operate(request.user):
-        return _forbidden(request, "Creating batches needs the operator role.")
+@role_required(OPERATOR, message="Creating batches needs the operator role.")
+def batch_create(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "batches/results/create.html", {"form": CreateBatchForm(), **_limits()})
     form = CreateBatchForm(request.POST, request.FILES)
@@ -217,7 +196,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "batches/results/create.html", context)
     upload = form.cleaned_data["file"]
-    outcome = submit.create_from_upload(
+    outcome = services.create_from_upload(
         form.cleaned_data["connection"],
         upload=upload.file,
         filename=upload.name,
@@ -226,13 +205,6 @@ def batch_create(request: HttpRequest) -> HttpResponse:
         completion_window=form.cleaned_data["completion_window"],
         metadata=form.cleaned_data["metadata"],
         user=request.user,
-    )
-    audit.record(
-        AuditEvent.Action.CREATE_BATCH,
-        actor=request.user,
-        target=f"{form.cleaned_data['connection'].name}/{outcome.batch.batch_id if outcome.batch else '-'}",
-        succeeded=outcome.ok,
-        detail=outcome.message,
         request=request,
     )
     if outcome.ok and outcome.batch is not None:

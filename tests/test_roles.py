@@ -88,6 +88,33 @@ def test_anonymous_requests_are_sent_to_the_login(client, batch):
         assert response.status_code == 302 and response["Location"].startswith("/login/"), url
 
 
+def test_only_the_public_views_are_open_without_signing_in():
+    """LoginRequiredMiddleware signs every view in but those marked @login_not_required: these."""
+    from django.urls import URLResolver, get_resolver
+
+    def public(patterns, namespace=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                if pattern.app_name != "admin":  # the admin site checks staff itself
+                    yield from public(pattern.url_patterns, pattern.namespace or namespace)
+            elif not getattr(pattern.callback, "login_required", True):
+                yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+    assert sorted(public(get_resolver().url_patterns)) == [
+        "alerts:metrics",
+        "alerts:openai_webhook",
+        "batches:row",
+        "login",
+        "logout",
+    ]
+
+
+def test_an_anonymous_visitor_is_sent_to_the_admins_own_login_for_admin_pages(client):
+    response = client.get("/admin/batches/connection/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=/admin/batches/connection/")
+
+
 def test_a_viewer_sees_no_cancel_button(client, batch):
     client.force_login(make_user("vera", "viewer"))
     assert ">Cancel<" not in client.get("/").content.decode()

@@ -34,13 +34,6 @@ def until(value: datetime | None) -> str:
     return rows.until_text(value, timezone.now()) if value is not None else ""
 
 
-@register.filter
-def between(start: datetime | None, end: datetime | None) -> str:
-    if start is None or end is None:
-        return ""
-    return rows.duration(end - start)
-
-
 @register.simple_tag(takes_context=True)
 def is_stalled(context, batch) -> bool:
     now = context.get("now") or timezone.now()

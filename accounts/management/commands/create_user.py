@@ -9,8 +9,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts import audit, roles
-from accounts.models import AuditEvent
+from accounts import roles, services
 
 
 class Command(BaseCommand):
@@ -39,11 +38,7 @@ class Command(BaseCommand):
                     user.delete()
                 raise CommandError(" ".join(error.messages)) from None
             user.set_password(password)
-        # Admins also reach Django's admin site, where users are managed.
-        user.is_staff = role == roles.ADMIN
-        user.save()
-        roles.set_role(user, role)
-        audit.record(AuditEvent.Action.USER_ROLE, actor_name="manage.py", target=username, detail=role)
+        services.save_user_role(user, role, actor_name="manage.py")
         self.stdout.write(f"{'Created' if created else 'Updated'} {username} with the {role} role.")
 
     def _password(self, password_env: str | None) -> str:
