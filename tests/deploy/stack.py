@@ -27,28 +27,12 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from tests.conftest import free_port, wait_for_port
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 INSTALL_ROOT = "/srv/batch-dashboard"
 HOST = "localhost"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -275,7 +259,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
             ],
             REPO,
         )  # fmt: skip
-        wait_for_port(simulator_port, process=stack.processes["simulator"])
+        wait_for_port(simulator_port, timeout=60, process=stack.processes["simulator"])
 
         release = subprocess.run(
             ["bash", str(DEPLOY / "release.sh")],
@@ -290,7 +274,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
         stack.manage("create_user", "admin", "--role", "admin", "--password-env", "ADMIN_PASSWORD")
 
         web = stack.start_unit("batch-dashboard-web.service")
-        wait_for_port(gunicorn_port, process=web)
+        wait_for_port(gunicorn_port, timeout=60, process=web)
         for instance in ("1", "2"):
             stack.start_unit("batch-dashboard-worker@.service", instance)
         stack.start_unit("batch-dashboard-beat.service")
@@ -320,7 +304,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
         if test.returncode != 0:
             raise RuntimeError(f"nginx -t refused the rendered site:\n{test.stderr}")
         nginx = stack.start("nginx", [nginx_binary(), "-c", str(config), "-g", "daemon off;"], workdir)
-        wait_for_port(https_port, process=nginx)
+        wait_for_port(https_port, timeout=60, process=nginx)
         stack.logs["nginx-error"] = workdir / "nginx-error.log"
         stack.logs["nginx-access"] = workdir / "nginx-access.log"
     except BaseException:
