@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from batches.simulator.state import ApiError, SimWorld, invalid_type
+from simulator.state import ApiError, SimWorld, invalid_type
 
 logger = logging.getLogger(__name__)
 

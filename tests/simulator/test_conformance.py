@@ -29,10 +29,10 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from batches.simulator.server import SimServer, start_in_thread, stop
-from batches.simulator.state import SimWorld
+from simulator.server import SimServer, start_in_thread, stop
+from simulator.state import SimWorld
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # A copy of OpenAI's published contract kept in the repository (tests/contract/README.md names the
 # source), so that a fresh clone runs these tests with nothing beside it.
 CONTRACT = REPO / "tests" / "contract" / "openai-batches-files.openapi.yaml"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batches.simulator import content as c
+from simulator import content as c
 
 DAY = 86_400
 # Every Unix time in a batch or file object.

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from batches.simulator import content
-from batches.simulator.server import FaultConfig, SimServer, parse_multipart, start_in_thread, stop
-from batches.simulator.state import SimWorld
+from simulator import content
+from simulator.server import FaultConfig, SimServer, parse_multipart, start_in_thread, stop
+from simulator.state import SimWorld
 
 T0 = 1_760_000_000
 ALLOWED_MOVES = {
@@ -913,7 +913,7 @@ class FakeTime:
 
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    from batches.simulator import state
+    from simulator import state
 
     fake = FakeTime(T0)
     monkeypatch.setattr(state, "time", fake)
