@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from simulator.state import ApiError, SimWorld, invalid_type
+from simulator.errors import ApiError, invalid_type
+from simulator.state import SimWorld
 
 logger = logging.getLogger(__name__)
 
