@@ -18,7 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from simulator.server import FaultConfig, make_server
+from simulator.faults import FaultConfig
+from simulator.server import make_server
 from simulator.state import SimWorld
 
 DESCRIPTION = "Serve a simulated OpenAI Batch and Files API (with optional fault injection)."

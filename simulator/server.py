@@ -11,21 +11,26 @@ import contextlib
 import json
 import logging
 import math
-import random
-import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
-from email.message import Message
-from email.parser import HeaderParser
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from simulator.errors import ApiError, invalid_type
+from simulator.endpoints import (
+    API_ROUTES,
+    CONTROL_ROUTES,
+    Endpoints,
+    Response,
+    Route,
+    error_response,
+    json_response,
+)
+from simulator.errors import ApiError
+from simulator.faults import FaultConfig, Faults
 from simulator.state import SimWorld
 
 logger = logging.getLogger(__name__)
@@ -37,121 +42,11 @@ NO_KEY_MESSAGE = (
     "blank username) if you're accessing the API from your browser and are prompted for a "
     "username. You can obtain an API key from https://platform.openai.com/account/api-keys."
 )
-JSON_BODY_MESSAGE = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
-    "not valid JSON. If you have trouble figuring out how to fix this, please contact us through "
-    "our help center at help.openai.com.)"
-)
 BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-
-
-@dataclass(frozen=True)
-class FaultConfig:
-    """How often /v1 requests misbehave; every rate is a probability per request."""
-
-    rate_429: float = 0.0
-    rate_5xx: float = 0.0
-    rate_slow: float = 0.0
-    slow_seconds: float = 2.0
-    rate_cutoff: float = 0.0
-    retry_after_seconds: float = 1.0
-    seed: int = 0
-    # Of the 5xx answers to writes (POST, DELETE), the share sent after the write took effect,
-    # as happens when a gateway times out on a request that did reach the API: retrying such a
-    # create makes a second batch, exactly as it would at OpenAI.
-    rate_5xx_after_effect: float = 0.5
-
-    def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_5xx", "rate_slow", "rate_cutoff", "rate_5xx_after_effect"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        if self.rate_429 + self.rate_5xx > 1.0:
-            raise ValueError("rate_429 + rate_5xx must not exceed 1")
-        for name in ("slow_seconds", "retry_after_seconds"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-
-    @classmethod
-    def from_dict(cls, data: Any) -> FaultConfig:
-        if not isinstance(data, dict):
-            raise ValueError("the fault configuration must be a JSON object")
-        known = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise ValueError(f"unknown fault setting {key!r}; known: {', '.join(known)}")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{key} must be a number")
-            values[key] = int(value) if key == "seed" else float(value)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Decision:
-    error: int | None = None  # 429, 500, 502 or 503
-    after_effect: bool = False
-    slow: bool = False
-    cutoff: bool = False
-
-
-class _Faults:
-    """The current FaultConfig and its seeded random stream, shared by all handler threads."""
-
-    def __init__(self, config: FaultConfig) -> None:
-        self._lock = threading.Lock()
-        self.config = config
-        self._rng = random.Random(config.seed)
-
-    def replace(self, config: FaultConfig) -> None:
-        with self._lock:
-            self.config = config
-            self._rng = random.Random(config.seed)
-
-    def draw(self, method: str) -> tuple[FaultConfig, _Decision]:
-        with self._lock:
-            cfg, rng = self.config, self._rng
-            # Always five draws, so the n-th request meets the same fate whatever came before.
-            kind, which, after, slow, cut = (rng.random() for _ in range(5))
-        error: int | None = None
-        if kind < cfg.rate_429:
-            error = 429
-        elif kind < cfg.rate_429 + cfg.rate_5xx:
-            error = 500 if which < 0.5 else 503 if which < 0.8 else 502
-        return cfg, _Decision(
-            error=error,
-            after_effect=error not in (None, 429)
-            and method in ("POST", "DELETE")
-            and after < cfg.rate_5xx_after_effect,
-            slow=slow < cfg.rate_slow,
-            cutoff=error is None and cut < cfg.rate_cutoff,
-        )
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] | None = None
-    stream: tuple[int, Iterator[bytes]] | None = None  # (size, chunks) instead of body
-
-
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> _Response:
-    return _Response(status, json.dumps(payload).encode(), headers=headers)
-
-
-def _error(error: ApiError) -> _Response:
-    return _json(error.status, error.body())
 
 
 class _BadRequest(Exception):
@@ -172,7 +67,7 @@ class SimServer(ThreadingHTTPServer):
     ) -> None:
         self.world = world
         self.api_key = api_key
-        self.faults = _Faults(faults or FaultConfig())
+        self.faults = Faults(faults or FaultConfig())
         # Batch id -> an object merged into that batch wherever /v1 serves it (see /_sim/patch): how
         # tests serve values the real API might send but the simulated world never makes.
         self.patches: dict[str, dict[str, Any]] = {}
@@ -190,25 +85,7 @@ class _SimServer6(SimServer):
     address_family = socket.AF_INET6
 
 
-_Route = tuple[re.Pattern[str], dict[str, str]]
-_API_ROUTES: list[_Route] = [
-    (re.compile(r"/v1/files"), {"GET": "list_files", "POST": "upload_file"}),
-    (re.compile(r"/v1/files/(?P<item_id>[^/]+)"), {"GET": "get_file", "DELETE": "delete_file"}),
-    (re.compile(r"/v1/files/(?P<item_id>[^/]+)/content"), {"GET": "file_content"}),
-    (re.compile(r"/v1/batches"), {"GET": "list_batches", "POST": "create_batch"}),
-    (re.compile(r"/v1/batches/(?P<item_id>[^/]+)"), {"GET": "get_batch"}),
-    (re.compile(r"/v1/batches/(?P<item_id>[^/]+)/cancel"), {"POST": "cancel_batch"}),
-]
-_CONTROL_ROUTES: list[_Route] = [
-    (re.compile(r"/_sim/faults"), {"GET": "get_faults", "POST": "set_faults"}),
-    (re.compile(r"/_sim/state"), {"GET": "sim_state"}),
-    (re.compile(r"/_sim/advance"), {"POST": "sim_advance"}),
-    (re.compile(r"/_sim/plan/(?P<item_id>[^/]+)"), {"GET": "sim_plan"}),
-    (re.compile(r"/_sim/patch/(?P<item_id>[^/]+)"), {"GET": "get_patch", "POST": "set_patch"}),
-]
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Endpoints, BaseHTTPRequestHandler):
     server: SimServer
     protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from api.openai.com
     server_version = "openai-batch-simulator"
@@ -282,21 +159,24 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BadRequest as exc:
             self.close_connection = True
-            self._send(_error(ApiError(400, str(exc))), request_id, started)
+            self._send(error_response(ApiError(400, str(exc))), request_id, started)
             return
 
         control = path.startswith("/_sim/")
-        route = self._match(_CONTROL_ROUTES if control else _API_ROUTES, path)
+        route = self._match(CONTROL_ROUTES if control else API_ROUTES, path)
         if route is None:
-            self._send(_error(ApiError(404, f"Invalid URL ({method} {parts.path})")), request_id, started)
+            self._send(
+                error_response(ApiError(404, f"Invalid URL ({method} {parts.path})")), request_id, started
+            )
             return
         methods, path_params = route
         if method not in methods:
-            response = _error(ApiError(405, f"Invalid method for URL ({method} {parts.path})"))
+            message = f"Invalid method for URL ({method} {parts.path})"
+            response = error_response(ApiError(405, message))
             response.headers = {"allow": ", ".join(sorted(methods))}
             self._send(response, request_id, started)
             return
-        action: Callable[..., _Response] = getattr(self, "_" + methods[method])
+        action: Callable[..., Response] = getattr(self, "_" + methods[method])
         if control:
             self._send(self._run(action, path_params, query, body), request_id, started)
             return
@@ -318,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response, request_id, started, cutoff=fate.cutoff)
 
     @staticmethod
-    def _match(routes: list[_Route], path: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    def _match(routes: list[Route], path: str) -> tuple[dict[str, str], dict[str, str]] | None:
         for pattern, methods in routes:
             match = pattern.fullmatch(path)
             if match:
@@ -327,19 +207,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run(
         self,
-        action: Callable[..., _Response],
+        action: Callable[..., Response],
         path_params: dict[str, str],
         query: dict[str, str],
         body: bytes,
-    ) -> _Response:
+    ) -> Response:
         try:
             return action(body=body, query=query, **path_params)
         except ApiError as exc:
-            return _error(exc)
+            return error_response(exc)
         except Exception:
             # A bug in the simulator must look like what it is, not like a hung connection.
             logger.exception("simulator failed on %s %s", self.command, self.path)
-            return _error(
+            return error_response(
                 ApiError(
                     500,
                     "The simulator failed while processing your request.",
@@ -347,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
 
-    def _authenticate(self) -> _Response | None:
+    def _authenticate(self) -> Response | None:
         key = ""
         authorization = self.headers.get("Authorization", "").strip()
         if authorization:
@@ -357,11 +237,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not key:
             key = self.headers.get("api-key", "").strip()  # Azure OpenAI style
         if not key:
-            return _error(ApiError(401, NO_KEY_MESSAGE))
+            return error_response(ApiError(401, NO_KEY_MESSAGE))
         expected = self.server.api_key
         if expected is not None and key != expected:
             masked = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 7 else "****"
-            return _error(
+            return error_response(
                 ApiError(
                     401,
                     f"Incorrect API key provided: {masked}. You can find your API key at "
@@ -372,10 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     @staticmethod
-    def _fault(status: int, config: FaultConfig) -> _Response:
+    def _fault(status: int, config: FaultConfig) -> Response:
         if status == 429:
             seconds = config.retry_after_seconds
-            return _json(
+            return json_response(
                 429,
                 {
                     "error": {
@@ -397,13 +277,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if status == 502:
             # Gateway errors come from the CDN in front of the API, as HTML.
-            return _Response(502, BAD_GATEWAY_HTML, content_type="text/html")
+            return Response(502, BAD_GATEWAY_HTML, content_type="text/html")
         message = (
             "The server had an error while processing your request. Sorry about that!"
             if status == 500
             else "The server is overloaded or not ready yet."
         )
-        return _json(
+        return json_response(
             status,
             {"error": {"message": message, "type": "server_error", "param": None, "code": None}},
         )
@@ -441,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest("Request body too large.")
         return self.rfile.read(size)
 
-    def _send(self, response: _Response, request_id: str, started: float, *, cutoff: bool = False) -> None:
+    def _send(self, response: Response, request_id: str, started: float, *, cutoff: bool = False) -> None:
         size = response.stream[0] if response.stream is not None else len(response.body)
         try:
             self.send_response(response.status)
@@ -469,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _write_cut(self, response: _Response, size: int) -> None:
+    def _write_cut(self, response: Response, size: int) -> None:
         """Send about half of the promised bytes, then drop the connection."""
         keep = size // 2
         if response.stream is not None:
@@ -486,196 +366,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-
-    # --- query parameters ---------------------------------------------------------------------
-
-    @staticmethod
-    def _int_param(query: dict[str, str], name: str, default: int) -> int:
-        raw = query.get(name)
-        if raw is None:
-            return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise invalid_type(name, "an integer", raw) from None
-
-    @staticmethod
-    def _json_body(body: bytes) -> Any:
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, JSON_BODY_MESSAGE) from None
-
-    # --- Files --------------------------------------------------------------------------------
-
-    def _list_files(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        return _json(
-            200,
-            self.server.world.list_files(
-                purpose=query.get("purpose"),
-                limit=self._int_param(query, "limit", 10_000),
-                after=query.get("after"),
-                order=query.get("order", "desc"),
-            ),
-        )
-
-    def _upload_file(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        content_type = self.headers.get("Content-Type", "")
-        if not content_type.lower().startswith("multipart/form-data"):
-            raise ApiError(
-                400,
-                f"Invalid Content-Type header ({content_type or 'none'}), expected "
-                "multipart/form-data. (HINT: If you're using curl, you can pass -F "
-                "'file=@<path>' to upload a file.)",
-            )
-        form = parse_multipart(body, content_type)
-        if "purpose" not in form:
-            raise ApiError(
-                400,
-                "Missing required parameter: 'purpose'.",
-                param="purpose",
-                code="missing_required_parameter",
-            )
-        upload = form.get("file")
-        if upload is None or upload[0] is None:
-            raise ApiError(
-                400,
-                "Missing required parameter: 'file'.",
-                param="file",
-                code="missing_required_parameter",
-            )
-        expires_after: dict[str, Any] | None = None
-        anchor = form.get("expires_after[anchor]")
-        seconds = form.get("expires_after[seconds]")
-        if anchor is not None or seconds is not None:
-            expires_after = {}
-            if anchor is not None:
-                expires_after["anchor"] = anchor[1].decode("utf-8", "replace")
-            if seconds is not None:
-                expires_after["seconds"] = seconds[1].decode("utf-8", "replace")
-        return _json(
-            200,
-            self.server.world.create_file(
-                filename=upload[0],
-                purpose=form["purpose"][1].decode("utf-8", "replace"),
-                data=upload[1],
-                expires_after=expires_after,
-            ),
-        )
-
-    def _get_file(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self.server.world.get_file(item_id))
-
-    def _delete_file(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self.server.world.delete_file(item_id))
-
-    def _file_content(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        size, chunks = self.server.world.open_file(item_id)
-        return _Response(200, content_type="application/octet-stream", stream=(size, chunks))
-
-    # --- Batches ------------------------------------------------------------------------------
-
-    def _patched(self, batch: dict[str, Any]) -> dict[str, Any]:
-        patch = self.server.patches.get(batch.get("id", ""))
-        return _merged(batch, patch) if patch else batch
-
-    def _create_batch(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        return _json(200, self.server.world.create_batch(self._json_body(body)))
-
-    def _list_batches(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        page = self.server.world.list_batches(
-            limit=self._int_param(query, "limit", 20), after=query.get("after")
-        )
-        if self.server.patches:
-            page["data"] = [self._patched(batch) for batch in page["data"]]
-        return _json(200, page)
-
-    def _get_batch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self._patched(self.server.world.get_batch(item_id)))
-
-    def _cancel_batch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self._patched(self.server.world.cancel_batch(item_id)))
-
-    # --- controls -----------------------------------------------------------------------------
-
-    def _get_faults(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        return _json(200, self.server.faults.config.to_dict())
-
-    def _set_faults(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        try:
-            config = FaultConfig.from_dict(self._json_body(body) if body.strip() else {})
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        self.server.faults.replace(config)
-        return _json(200, config.to_dict())
-
-    def _sim_state(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        return _json(200, self.server.world.state())
-
-    def _sim_advance(self, *, body: bytes, query: dict[str, str]) -> _Response:
-        payload = self._json_body(body)
-        seconds = payload.get("seconds") if isinstance(payload, dict) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ApiError(400, 'Expected a JSON body {"seconds": N} with N >= 0.')
-        return _json(200, {"now": self.server.world.advance(float(seconds))})
-
-    def _sim_plan(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, self.server.world.plan(item_id))
-
-    def _get_patch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        return _json(200, {"id": item_id, "patch": self.server.patches.get(item_id, {})})
-
-    def _set_patch(self, *, body: bytes, query: dict[str, str], item_id: str) -> _Response:
-        patch = self._json_body(body)
-        if not isinstance(patch, dict):
-            raise ApiError(400, "Expected a JSON object to merge into the batch.")
-        self.server.world.get_batch(item_id)  # 404 for a batch that does not exist
-        if patch:
-            self.server.patches[item_id] = patch
-        else:
-            self.server.patches.pop(item_id, None)
-        return _json(200, {"id": item_id, "patch": patch})
-
-
-def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `patch` merged in: objects merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in patch.items():
-        current = merged.get(key)
-        merged[key] = (
-            _merged(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
-        )
-    return merged
-
-
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
-    """The fields of a multipart/form-data body: name -> (filename or None, content)."""
-    header = Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise ApiError(400, "Invalid multipart/form-data body: no boundary.")
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
-    sections = (b"\r\n" + body).split(delimiter)
-    if len(sections) < 2:
-        raise ApiError(400, "Invalid multipart/form-data body.")
-    form: dict[str, tuple[str | None, bytes]] = {}
-    for section in sections[1:]:
-        if section.startswith(b"--"):
-            break
-        line_end = section.find(b"\r\n")
-        if line_end < 0:
-            raise ApiError(400, "Invalid multipart/form-data body.")
-        head, found, content = section[line_end + 2 :].partition(b"\r\n\r\n")
-        if not found:
-            raise ApiError(400, "Invalid multipart/form-data body.")
-        # Clients send non-ASCII file names as raw UTF-8 in the part headers.
-        headers = HeaderParser().parsestr(head.decode("utf-8", "replace") + "\r\n\r\n")
-        name = headers.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        form[name] = (headers.get_filename(), content)
-    return form
 
 
 def make_server(

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.server import FaultConfig, SimServer, parse_multipart, start_in_thread, stop
+from simulator.endpoints import parse_multipart
+from simulator.faults import FaultConfig
+from simulator.server import SimServer, start_in_thread, stop
 from simulator.sources import ProfileKey, SeededRequests
 from simulator.state import SimWorld
 from simulator.validation import validate_input
