@@ -30,6 +30,8 @@ JSON_BODY_MESSAGE = (
 
 @dataclass
 class Response:
+    """One answer as the server will send it: a body, or a stream of known size."""
+
     status: int
     body: bytes = b""
     content_type: str = "application/json"
