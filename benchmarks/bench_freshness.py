@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from accounts.roles import VIEWER, set_role
         from batches.models import Batch, Connection
-        from batches.simulator import SimWorld, start_in_thread
+        from simulator import SimWorld, start_in_thread
 
         world = SimWorld(seed=SEED, batches=args.batches, speed=0)
         server, base_url = start_in_thread(world)
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         if sim is not None:
             sim.close()
         if server is not None:
-            from batches.simulator import stop
+            from simulator import stop
 
             stop(server)
         children.close()

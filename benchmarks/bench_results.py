@@ -121,8 +121,8 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
 
     from batches import sync
     from batches.models import Batch, Connection
-    from batches.simulator.server import start_in_thread
-    from batches.simulator.state import SimWorld
+    from simulator.server import start_in_thread
+    from simulator.state import SimWorld
 
     world = SimWorld(seed=1, batches=0, speed=0)
     server, base_url = start_in_thread(world)
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {operation} ({'peak RSS' if mode == 'rss' else 'tracemalloc'}) ...", flush=True)
                     figures[operation][mode] = run_probe(args, database_url, batch_pk, operation, mode)
         finally:
-            from batches.simulator.server import stop
+            from simulator.server import stop
 
             stop(server)
     print()

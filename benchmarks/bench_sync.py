@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_django(url)
         import openai  # noqa: F401  (imported before any timing: the SDK takes a while to import)
 
-        from batches.simulator import SimWorld, start_in_thread, stop
+        from simulator import SimWorld, start_in_thread, stop
 
         started = time.perf_counter()
         world = SimWorld(seed=SEED, batches=args.batches, speed=0)

@@ -87,7 +87,7 @@ def temporary_sqlite(url: str | None, prefix: str) -> Iterator[str]:
 
 # --- a realistic batch table -------------------------------------------------------------------------
 
-# The simulator's spread (batches/simulator/README.md): about 46 % completed, 18 % in_progress, ...
+# The simulator's spread (simulator/README.md): about 46 % completed, 18 % in_progress, ...
 STATUS_WEIGHTS = (
     ("completed", 46),
     ("in_progress", 18),

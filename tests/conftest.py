@@ -305,7 +305,7 @@ class Simulator:
         self.control.post("/_sim/faults", json=faults).raise_for_status()
 
     def close(self) -> None:
-        from batches.simulator.server import stop
+        from simulator.server import stop
 
         self.control.close()
         stop(self.server)
@@ -314,8 +314,8 @@ class Simulator:
 @pytest.fixture
 def start_simulator():
     """Starts simulators in this process; speed 0 means the clock moves only when a test advances it."""
-    from batches.simulator.server import start_in_thread
-    from batches.simulator.state import SimWorld
+    from simulator.server import start_in_thread
+    from simulator.state import SimWorld
 
     started: list[Simulator] = []
 

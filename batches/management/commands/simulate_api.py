@@ -1,154 +1,29 @@
 """`python manage.py simulate_api`: the built-in fake of the OpenAI Batch and Files API.
 
-Prints exactly one line on stdout, the base URL (ending in /v1), once the port is listening, so a
-supervisor can read it; everything else goes to stderr. Serves until SIGTERM or SIGINT, then exits
-with status 0.
+A thin door into the `simulator` package, which knows nothing of Django: the same options and
+behaviour as `python -m simulator` (see `simulator.cli`), with Django's `--verbosity 2` logging
+every request.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
-import time
-from argparse import ArgumentParser, ArgumentTypeError
-from pathlib import Path
-from types import FrameType
+from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from batches.simulator.server import FaultConfig, make_server
-from batches.simulator.state import SimWorld
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _cancel_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition(",")
-    try:
-        bounds = (int(low), int(high or low))
-    except ValueError:
-        raise ArgumentTypeError(f"expected SECONDS or MIN,MAX, got {text!r}") from None
-    if not 0 < bounds[0] <= bounds[1]:
-        raise ArgumentTypeError(f"expected 0 < MIN <= MAX, got {text!r}")
-    return bounds
+from simulator import cli
 
 
 class Command(BaseCommand):
-    help = "Serve a simulated OpenAI Batch and Files API (with optional fault injection)."
+    help = cli.DESCRIPTION
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--batches", type=int, default=0, help="seeded batches")
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument(
-            "--speed", type=_non_negative, default=1.0, help="simulated seconds per wall second"
-        )
-        parser.add_argument("--api-key", default=None, help="accept only this key (default: any)")
-        parser.add_argument("--fail-rate-429", type=_rate, default=0.0)
-        parser.add_argument("--fail-rate-5xx", type=_rate, default=0.0)
-        parser.add_argument("--slow-rate", type=_rate, default=0.0)
-        parser.add_argument("--slow-seconds", type=_non_negative, default=2.0)
-        parser.add_argument("--cutoff-rate", type=_rate, default=0.0)
-        parser.add_argument(
-            "--cancel-seconds",
-            type=_cancel_range,
-            default=(60, 600),
-            metavar="MIN[,MAX]",
-            help="how long a cancelled batch stays cancelling (simulated seconds)",
-        )
-        parser.add_argument(
-            "--wall-clock-timestamps",
-            action="store_true",
-            help="show every time the API sends mapped back onto the wall clock "
-            "(origin + (t - origin) / speed), so a fast clock never shows times in the future; "
-            "/_sim/advance and /_sim/plan stay in simulated seconds",
-        )
-        parser.add_argument(
-            "--state-file",
-            type=Path,
-            default=None,
-            help="load from and save to this JSON file; an existing file's seed and batches win",
-        )
+        cli.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batches"] < 0:
-            raise CommandError("--batches must be >= 0")
         try:
-            faults = FaultConfig(
-                rate_429=options["fail_rate_429"],
-                rate_5xx=options["fail_rate_5xx"],
-                rate_slow=options["slow_rate"],
-                slow_seconds=options["slow_seconds"],
-                rate_cutoff=options["cutoff_rate"],
-                seed=options["seed"],
-            )
-        except ValueError as exc:
+            parsed = cli.Options.from_parsed(options, verbose=options["verbosity"] >= 2)
+            cli.serve(parsed, name="simulate_api")
+        except cli.UsageError as exc:
             raise CommandError(str(exc)) from None
-        started = time.monotonic()
-        state_file: Path | None = options["state_file"]
-        if state_file is not None and state_file.exists():
-            world = SimWorld.load(
-                state_file,
-                speed=options["speed"],
-                cancel_delay=options["cancel_seconds"],
-                wall_clock_timestamps=options["wall_clock_timestamps"],
-            )
-        else:
-            world = SimWorld(
-                seed=options["seed"],
-                batches=options["batches"],
-                speed=options["speed"],
-                cancel_delay=options["cancel_seconds"],
-                state_file=state_file,
-                wall_clock_timestamps=options["wall_clock_timestamps"],
-            )
-            world.save()
-        try:
-            server = make_server(
-                options["host"], options["port"], world, api_key=options["api_key"], faults=faults
-            )
-        except OSError as exc:
-            raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc}") from None
-        server.verbose = options["verbosity"] >= 2
-
-        stopping = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stopping.set()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        thread.start()
-        sys.stdout.write(server.base_url + "\n")
-        sys.stdout.flush()
-        shown = ", timestamps on the wall clock" if world.wall_clock_timestamps else ""
-        sys.stderr.write(
-            f"simulate_api: {len(world.batch_ids())} batches (seed {world.seed}, speed "
-            f"{options['speed']:g}x{shown}) ready in {time.monotonic() - started:.2f} s; "
-            "SIGTERM or Ctrl-C stops it\n"
-        )
-        sys.stderr.flush()
-        # Event.wait with a timeout keeps the main thread responsive to signals everywhere.
-        while not stopping.wait(0.5):
-            pass
-        server.shutdown()
-        server.server_close()
-        world.save()
-        sys.stderr.write("simulate_api: stopped\n")
-        sys.stderr.flush()

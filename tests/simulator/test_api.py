@@ -17,9 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from batches.simulator import content
-from batches.simulator.server import FaultConfig, SimServer, parse_multipart, start_in_thread, stop
-from batches.simulator.state import SimWorld
+from simulator.endpoints import parse_multipart
+from simulator.faults import FaultConfig
+from simulator.server import SimServer, start_in_thread, stop
+from simulator.sources import ProfileKey, SeededRequests
+from simulator.state import SimWorld
+from simulator.validation import validate_input
 
 T0 = 1_760_000_000
 ALLOWED_MOVES = {
@@ -534,7 +537,7 @@ def test_failed_seeded_input_files_really_contain_what_validation_reports() -> N
     assert failed
     for batch in failed:
         _size, chunks = world.open_file(batch["input_file_id"])
-        _, errors = content.validate_input(b"".join(chunks), batch["endpoint"])
+        _, errors = validate_input(b"".join(chunks), batch["endpoint"])
         reported = batch["errors"]["data"]
         if reported[0]["code"] != "token_limit_exceeded":
             assert errors == reported
@@ -553,8 +556,8 @@ def test_failed_seeded_input_files_really_contain_what_validation_reports() -> N
 def test_seeded_closed_forms_agree_with_the_lines_they_describe(
     endpoint: str, model: str, long_system: bool
 ) -> None:
-    key = content.ProfileKey(endpoint, model, "task", 10, long_system)
-    source = content.SeededRequests(key, total=437, phase=123, batch_id="batch_x")
+    key = ProfileKey(endpoint, model, "task", 10, long_system)
+    source = SeededRequests(key, total=437, phase=123, batch_id="batch_x")
     assert source.input_size() == len("".join(source.input_lines()).encode())
     for n in (0, 1, 200, 437):
         output = list(source.output_lines(n, lambda i: T0 + i))
@@ -887,7 +890,7 @@ PHASE_ORDERS = (
 
 
 class FakeTime:
-    """Stands in for the `time` module inside the simulator's state: a wall clock tests move.
+    """Stands in for the `time` module inside the simulator's clock and world: a wall clock tests move.
 
     With the wall clock still, a fast simulated clock moves only when a test advances it, so a
     world with and one without wall-clock timestamps can be compared at the same instant.
@@ -913,9 +916,10 @@ class FakeTime:
 
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    from batches.simulator import state
+    from simulator import clock, state
 
     fake = FakeTime(T0)
+    monkeypatch.setattr(clock, "time", fake)
     monkeypatch.setattr(state, "time", fake)
     return fake
 

@@ -4,18 +4,14 @@
    tests/contract/ (JSON Schema 2020-12, which OpenAPI 3.1 schemas are).
 2. The official `openai` SDK, pointed at the simulator, uploads, creates, lists with
    auto-pagination, retrieves, cancels and downloads without noticing it is not OpenAI.
-3. `manage.py simulate_api` serves as a process and stops cleanly on SIGTERM.
+
+That it serves as a process (`manage.py simulate_api`, `python -m simulator`) is in test_package.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -29,10 +25,10 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from batches.simulator.server import SimServer, start_in_thread, stop
-from batches.simulator.state import SimWorld
+from simulator.server import SimServer, start_in_thread, stop
+from simulator.state import SimWorld
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # A copy of OpenAI's published contract kept in the repository (tests/contract/README.md names the
 # source), so that a fresh clone runs these tests with nothing beside it.
 CONTRACT = REPO / "tests" / "contract" / "openai-batches-files.openapi.yaml"
@@ -349,39 +345,3 @@ def test_every_endpoint_produces_sdk_readable_results(fresh: Running) -> None:
             body = json.loads(line)["response"]["body"]
             assert body.get("usage") is not None or batch.endpoint == "/v1/moderations"
     client.close()
-
-
-# --- 3. the management command -----------------------------------------------------------------
-
-
-def test_the_command_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
-    env = {**os.environ, "DJANGO_DEBUG": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "simulate_api", "--port", "0", "--batches", "300", "--seed", "1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    stdout, stderr = process.stdout, process.stderr
-    try:
-        first_line: list[str] = []
-        reader = threading.Thread(target=lambda: first_line.append(stdout.readline()))
-        reader.start()
-        reader.join(timeout=20)
-        assert first_line and first_line[0].startswith("http://127.0.0.1:"), stderr.read()
-        base_url = first_line[0].strip()
-        assert base_url.endswith("/v1")
-        client = openai.OpenAI(api_key="sk-test", base_url=base_url)
-        ids = [b.id for b in client.batches.list(limit=100)]
-        assert len(ids) == 300 and len(set(ids)) == 300
-        client.close()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        assert "Traceback" not in stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from batches.simulator.server import start_in_thread, stop
-from batches.simulator.state import SimWorld
+from simulator.server import start_in_thread, stop
+from simulator.state import SimWorld
 
 
 @pytest.fixture(scope="module")
