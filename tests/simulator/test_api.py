@@ -838,17 +838,22 @@ def test_seeding_covers_every_status_endpoint_and_a_spread_of_time() -> None:
     assert 0.0 < sum(failures) / len(failures) < 0.05
 
 
-def test_ten_thousand_seeded_batches_start_fast_and_page_fast() -> None:
-    started = time.perf_counter()
+def test_ten_thousand_seeded_batches_page_newest_first_without_gaps_or_repeats() -> None:
+    # How fast they are built and paged is a benchmark's business (bench_sync prints the simulator's
+    # start-up time); a timed assertion here failed whenever the machine was busy.
     world = SimWorld(seed=1, batches=10_000, speed=0, start=T0)
-    assert time.perf_counter() - started < 1.5
-    started = time.perf_counter()
-    page = world.list_batches(limit=100)
-    after = page["last_id"]
-    for _ in range(20):
+    seen: list[dict] = []
+    after = None
+    while True:
         page = world.list_batches(limit=100, after=after)
+        seen.extend(page["data"])
+        if not page["has_more"]:
+            break
         after = page["last_id"]
-    assert time.perf_counter() - started < 0.5
+    assert len(seen) == 10_000
+    assert len({batch["id"] for batch in seen}) == 10_000
+    created = [batch["created_at"] for batch in seen]
+    assert created == sorted(created, reverse=True)
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
