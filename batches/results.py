@@ -38,6 +38,7 @@ from batches.api_client import (
     PermissionDeniedError,
     RateLimitError,
 )
+from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, Connection
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,8 @@ def explain(error: APIError) -> str:
 
 def _client(connection: Connection) -> BatchAPIClient:
     try:
-        return sync.client_for(connection)
-    except sync.ConnectionNotConfigured as error:
+        return client_for(connection)
+    except ConnectionNotConfigured as error:
         raise ResultsError(str(error)) from None
 
 

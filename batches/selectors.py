@@ -19,7 +19,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from batches import sync
+from batches.connections import is_configured
 from batches.models import KNOWN_STATUSES, Batch, Connection
 from dashboard.prepared import PreparedQuery
 
@@ -352,7 +352,7 @@ def sync_health(connections: list[Connection], now: datetime | None = None) -> l
     now = now or timezone.now()
     health = []
     for connection in connections:
-        if not connection.enabled or not sync.is_configured(connection):
+        if not connection.enabled or not is_configured(connection):
             continue
         rate_limited = "429" in connection.last_error or "rate limit" in connection.last_error.lower()
         if connection.next_attempt_at and connection.next_attempt_at > now:

@@ -19,6 +19,7 @@ from batches.api_client import (
     NotFoundError,
     RateLimitError,
 )
+from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, CancelRequest
 
 
@@ -60,13 +61,13 @@ def _request_cancel(batch: Batch) -> CancelOutcome:
     if not batch.can_cancel:
         return CancelOutcome(False, f"This batch is {batch.status}: it can no longer be cancelled.")
     try:
-        with sync.client_for(batch.connection) as client:
+        with client_for(batch.connection) as client:
             try:
                 api_batch = client.cancel_batch(batch.batch_id)
             except APIError as error:
                 _refresh_quietly(batch, client)
                 return CancelOutcome(False, _explain(error))
-    except sync.ConnectionNotConfigured as error:
+    except ConnectionNotConfigured as error:
         return CancelOutcome(False, str(error))
     sync.upsert_batches(batch.connection, [api_batch], observed_at=timezone.now())
     return CancelOutcome(True, f"Cancellation requested: the batch is now {api_batch.status}.")

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import audit
 from accounts.models import AuditEvent
 from accounts.roles import ADMIN, role_required
-from batches import secrets, sync
+from batches import secrets
 from batches.api_client import (
     APIConnectionError,
     APIError,
@@ -21,6 +21,7 @@ from batches.api_client import (
     APITimeoutError,
     MalformedResponseError,
 )
+from batches.connections import ConnectionNotConfigured, client_for
 from batches.forms import ConnectionForm
 from batches.models import Connection
 
@@ -105,13 +106,13 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     """List one batch: proves the URL, the key and the headers together."""
     connection = get_object_or_404(Connection, pk=pk)
     try:
-        with sync.client_for(connection) as client:
+        with client_for(connection) as client:
             page = next(client.list_batch_pages(limit=1), None)
         ok = True
         message = f"{connection.name}: the API answered" + (
             f"; newest batch {page.data[0].id}." if page and page.data else "; no batches yet."
         )
-    except sync.ConnectionNotConfigured as error:
+    except ConnectionNotConfigured as error:
         ok, message = False, str(error)
     except APIError as error:
         ok, message = False, f"{connection.name}: {_failure(error)}"
