@@ -55,10 +55,10 @@ def report(times: dict[tuple[str, str], list[float]], per: int, unit: str) -> No
         base = statistics.median(times[case, names[0]])
         for name in names:
             spent = times[case, name]
-            scale = 1e6 if unit == "us" else 1.0
+            scale, digits = (1e6, 1) if unit == "us" else (1.0, 3)
             print(
-                f"{case:34} {name:14} median {statistics.median(spent) / per * scale:9.1f} {unit}  "
-                f"min {min(spent) / per * scale:9.1f} {unit}  ({statistics.median(spent) / base:.2f}x)"
+                f"{case:34} {name:14} median {statistics.median(spent) / per * scale:9.{digits}f} {unit}  "
+                f"min {min(spent) / per * scale:9.{digits}f} {unit}  ({statistics.median(spent) / base:.2f}x)"
             )
 
 
