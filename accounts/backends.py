@@ -27,7 +27,9 @@ class RoleAwareModelBackend(ModelBackend):
     """Loads the signed-in user and their role in one query: every page asks for the role, and a
     polling fragment should not pay a second query for it."""
 
-    # Every request of every signed-in user runs it; compiled once (dashboard.prepared).
+    # Every request of every signed-in user runs it; compiled once (dashboard.prepared). Compiled by the
+    # ORM at every call instead, get_user took 33x as long (1.26 ms vs 38 us of CPU) and a row poll that
+    # loads the user 1.85x (4.02 vs 2.18 ms; in-process, 1,000 calls x 5 interleaved rounds, 2026-12-01).
     _user_query = PreparedQuery(_user_with_role_rank)
 
     def get_user(self, user_id: Any) -> Any:

@@ -7,8 +7,9 @@ import logging
 from celery import shared_task
 
 from alerts import services
-from batches import sync
+from batches import schedule, sync
 from batches.api_client import APIError
+from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 
 logger = logging.getLogger(__name__)
@@ -26,11 +27,11 @@ def refresh_batch_now(connection_id: int, batch_id: str) -> str:
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"
-    if not sync.may_call_api(connection):
+    if not schedule.may_call_api(connection):
         return "skipped: waiting for the API (rate limited or failing); the poll will catch up"
     try:
         batch = sync.refresh_batch(connection, batch_id)
-    except (APIError, sync.ConnectionNotConfigured) as error:
+    except (APIError, ConnectionNotConfigured) as error:
         # Polling stays the fallback, so one failed fetch changes nothing about the connection's state.
         logger.warning("Refreshing batch %s of connection %s failed: %s", batch_id, connection.name, error)
         return "failed"

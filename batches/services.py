@@ -17,6 +17,7 @@ from accounts import audit
 from accounts.models import AuditEvent
 from batches import secrets, sync
 from batches.api_client import APIError, BatchAPIClient, describe
+from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, CancelRequest, Connection
 from batches.results import submit
 
@@ -61,7 +62,7 @@ def _request_cancel(batch: Batch) -> CancelOutcome:
     if not batch.can_cancel:
         return CancelOutcome(False, f"This batch is {batch.status}: it can no longer be cancelled.")
     try:
-        with sync.client_for(batch.connection) as client:
+        with client_for(batch.connection) as client:
             try:
                 api_batch = client.cancel_batch(batch.batch_id)
             except APIError as error:
@@ -73,7 +74,7 @@ def _request_cancel(batch: Batch) -> CancelOutcome:
                     undone="nothing was cancelled",
                 )
                 return CancelOutcome(False, words)
-    except sync.ConnectionNotConfigured as error:
+    except ConnectionNotConfigured as error:
         return CancelOutcome(False, str(error))
     sync.upsert_batches(batch.connection, [api_batch], observed_at=timezone.now())
     return CancelOutcome(True, f"Cancellation requested: the batch is now {api_batch.status}.")
@@ -212,13 +213,13 @@ def check_connection(
 ) -> ConnectionOutcome:
     """List one batch: proves the URL, the key and the headers together."""
     try:
-        with sync.client_for(connection) as client:
+        with client_for(connection) as client:
             page = next(client.list_batch_pages(limit=1), None)
         ok = True
         message = f"{connection.name}: the API answered" + (
             f"; newest batch {page.data[0].id}." if page and page.data else "; no batches yet."
         )
-    except sync.ConnectionNotConfigured as error:
+    except ConnectionNotConfigured as error:
         ok, message = False, str(error)
     except APIError as error:
         ok, message = False, f"{connection.name}: {describe(error, base_url_unproven=True)}"

@@ -11,8 +11,9 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from batches import sync
+from batches import schedule, sync
 from batches.api_client import APIError
+from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def _run_locked(kind: str, connection_id: int, work: Callable[[Connection], sync
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"
-    if not sync.may_call_api(connection):
+    if not schedule.may_call_api(connection):
         return "skipped: waiting for the API (rate limited or failing)"
     # The lock lives SYNC_LOCK_TIMEOUT seconds and is renewed after every page, so a killed worker's
     # lock soon expires by itself while a long, healthy run keeps it.
@@ -36,21 +37,21 @@ def _run_locked(kind: str, connection_id: int, work: Callable[[Connection], sync
         return "skipped: another run holds the lock"
     try:
         result = work(connection, on_page=lock.reacquire)
-    except (APIError, sync.ConnectionNotConfigured) as error:
-        next_attempt = sync.record_failure(connection, error)
+    except (APIError, ConnectionNotConfigured) as error:
+        next_attempt = schedule.record_failure(connection, error)
         logger.warning("%s of connection %s failed: %s", kind, connection.name, error)
         return f"failed: next attempt at {next_attempt.isoformat()}"
     except Exception as error:
         # Anything else (the database gone, a bug) is a failure too: recorded, and backed off from,
         # rather than retried at every tick with nothing to show for it.
-        next_attempt = sync.record_failure(connection, error)
+        next_attempt = schedule.record_failure(connection, error)
         logger.exception("%s of connection %s failed", kind, connection.name)
         return f"failed: next attempt at {next_attempt.isoformat()}"
     finally:
         # The lock may have expired while we worked: then there is nothing to release.
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
-    sync.record_success(connection)
+    schedule.record_success(connection)
     return (
         f"{kind}: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged, {result.api_calls} API calls"
@@ -71,8 +72,8 @@ def full_sync_batches(connection_id: int) -> str:
 def dispatch_due_syncs() -> list[str]:
     """Run by beat every few seconds: enqueue each connection's refresh and full sync when due."""
     enqueued = []
-    for connection in sync.connections_to_sync():
-        for kind in sync.claim_due_work(connection):
+    for connection in schedule.connections_to_sync():
+        for kind in schedule.claim_due_work(connection):
             task = full_sync_batches if kind == "full_sync" else refresh_active_batches
             task.delay(connection.pk)
             enqueued.append(f"{kind}:{connection.name}")

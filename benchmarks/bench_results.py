@@ -120,6 +120,7 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
     from django.utils import timezone
 
     from batches import sync
+    from batches.connections import client_for
     from batches.models import Batch, Connection
     from simulator.server import start_in_thread
     from simulator.state import SimWorld
@@ -131,7 +132,7 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
     User.objects.create_superuser(USERNAME, password="not-used-bench-pw")
     target = int(megabytes * 1_000_000)
     per_request = 42_000  # measured for this model; corrected below if the file comes out short
-    with sync.client_for(connection) as client:
+    with client_for(connection) as client:
         for _ in range(5):
             # A few requests fail at random in the simulator; ask for 3 % more to land above target.
             count = max(1, math.ceil(target / per_request * 1.03))
@@ -161,11 +162,11 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
 
 def simulator_alone(batch) -> float:
     """Seconds to read the file straight from the simulator, no dashboard: the ceiling on throughput."""
-    from batches import sync
+    from batches.connections import client_for
 
     started = time.perf_counter()
     with (
-        sync.client_for(batch.connection) as client,
+        client_for(batch.connection) as client,
         client.stream_file_content(batch.output_file_id) as chunks,
     ):
         for _ in chunks:

@@ -268,9 +268,9 @@ class Bench:
         return requests, {"listed": listed}
 
     def our_list(self) -> Outcome:
-        from batches import sync
+        from batches.connections import client_for
 
-        with sync.client_for(self.connection) as client:
+        with client_for(self.connection) as client:
             listed = sum(1 for _ in client.iter_batches(limit=PAGE_LIMIT))
             calls = client.calls
         if listed != self.batches:

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from batches.connections import environment_connection
 from batches.models import Batch, Connection
-from batches.sync import environment_connection
 
 _ids = count(1)
 

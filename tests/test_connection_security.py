@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 
 from accounts.models import AuditEvent
 from accounts.roles import ADMIN
-from batches import sync
+from batches import connections
 from batches.models import Connection
 from tests.conftest import free_port
 from tests.factories import make_user
@@ -166,8 +166,8 @@ def test_a_stored_variable_that_no_longer_passes_is_refused_at_use(
     page = run_test(admin_client, connection)
     assert server.requests == []
     assert "one of the dashboard&#x27;s own settings" in page
-    with pytest.raises(sync.ConnectionNotConfigured, match="dashboard's own settings"):
-        sync.client_for(connection)
+    with pytest.raises(connections.ConnectionNotConfigured, match="dashboard's own settings"):
+        connections.client_for(connection)
 
 
 # --- hole 3: a new host needs the key again ------------------------------------------------------
@@ -220,7 +220,7 @@ def test_changing_the_host_with_a_new_key_is_accepted(admin_client, stored_key_c
     assert response.status_code == 302
     stored_key_connection.refresh_from_db()
     assert stored_key_connection.base_url == "http://127.0.0.1:8101/v1"
-    assert sync.api_key_for(stored_key_connection) == "sk-new-host-key-ijklmnop5678"
+    assert connections.api_key_for(stored_key_connection) == "sk-new-host-key-ijklmnop5678"
     assert stored_key_connection.api_key_last4 == "5678"
 
 
@@ -233,7 +233,7 @@ def test_changing_only_the_path_keeps_the_stored_key(admin_client, stored_key_co
     )
     assert response.status_code == 302
     stored_key_connection.refresh_from_db()
-    assert sync.api_key_for(stored_key_connection) == "sk-old-host-key-abcdefgh1234"
+    assert connections.api_key_for(stored_key_connection) == "sk-old-host-key-abcdefgh1234"
 
 
 def test_switching_to_a_variable_drops_the_stored_key(admin_client, stored_key_connection):
@@ -342,7 +342,7 @@ def test_the_environments_connection_may_use_loopback(settings, simulator):
     settings.DASHBOARD_ALLOW_INTERNAL_API_URLS = False
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = "sk-environment-abcdefgh"
-    with sync.client_for(sync.environment_connection()) as client:
+    with connections.client_for(connections.environment_connection()) as client:
         page = next(client.list_batch_pages(limit=1))
     assert len(page.data) == 1
 

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from batches import sync
+from batches import connections, sync
 from batches.models import Batch
 from batches.results import files, submit, validation
 
@@ -89,7 +89,7 @@ def chat_line(custom_id: str, *, model: str = "gpt-4o-mini", broken: bool = Fals
 def run_uploaded(connection, simulator, lines: list[dict], *, cancel_midway: bool, metadata=None) -> Batch:
     """Create a batch from `lines` at the API, let the simulated clock run it (cancelling it halfway
     if asked), and mirror it as the sync would."""
-    with sync.client_for(connection) as client:
+    with connections.client_for(connection) as client:
         uploaded = client.upload_file(filename="requests.jsonl", content=jsonl(lines))
         created = client.create_batch(
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", metadata=metadata

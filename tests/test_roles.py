@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from accounts.models import AuditEvent
-from batches import sync
+from batches import connections, sync
 from batches.models import Batch, CancelRequest, Connection
 from tests.factories import make_batch, make_connection, make_user
 
@@ -198,7 +198,7 @@ def test_an_admin_adds_a_connection_with_an_encrypted_key_shown_only_by_its_last
     assert response.status_code == 302
     connection = Connection.objects.get(name="project-b")
     assert "verysecret" not in connection.api_key_encrypted
-    assert sync.api_key_for(connection) == "sk-proj-verysecretvalue1234WXYZ"
+    assert connections.api_key_for(connection) == "sk-proj-verysecretvalue1234WXYZ"
     listing = client.get("/connections/").content.decode()
     assert "WXYZ" in listing and "verysecretvalue" not in listing
     edit = client.get(f"/connections/{connection.pk}/").content.decode()

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from batches import sync
+from batches import connections, schedule, sync, writer
 from batches.api_client import BatchAPIClient, ClientConfig, RateLimitError
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
 
@@ -59,7 +59,7 @@ def test_moving_batches_are_followed_and_each_change_is_recorded_once(simulator_
 
 
 def test_a_stale_observation_never_overwrites_a_newer_one(simulator_connection, simulator):
-    client = BatchAPIClient(sync.client_config_for(simulator_connection))
+    client = BatchAPIClient(connections.client_config_for(simulator_connection))
     running = next(b for b in client.iter_batches(limit=100) if b.status == "in_progress")
     simulator.advance(seconds=7200)
     moved = client.retrieve_batch(running.id)
@@ -74,7 +74,7 @@ def test_a_stale_observation_never_overwrites_a_newer_one(simulator_connection, 
 
 
 def test_the_same_page_written_twice_makes_no_duplicate_rows(simulator_connection, simulator):
-    client = BatchAPIClient(sync.client_config_for(simulator_connection))
+    client = BatchAPIClient(connections.client_config_for(simulator_connection))
     page = next(client.list_batch_pages(limit=100))
     now = timezone.now()
     sync.upsert_batches(simulator_connection, page.data, observed_at=now)
@@ -133,30 +133,28 @@ def test_batches_that_age_out_of_the_list_stay_marked_unlisted(simulator_connect
 
 def test_a_rate_limited_connection_waits_out_retry_after(simulator_connection, simulator):
     simulator.set_faults(rate_429=1.0, retry_after_seconds=42)
+    config = connections.client_config_for(simulator_connection)
     with pytest.raises(RateLimitError) as caught:
         sync.full_sync(
-            simulator_connection,
-            client=BatchAPIClient(
-                ClientConfig(**{**sync.client_config_for(simulator_connection).__dict__, "max_retries": 0})
-            ),
+            simulator_connection, client=BatchAPIClient(ClientConfig(**{**config.__dict__, "max_retries": 0}))
         )
-    next_attempt = sync.record_failure(simulator_connection, caught.value)
+    next_attempt = schedule.record_failure(simulator_connection, caught.value)
     delay = (next_attempt - timezone.now()).total_seconds()
     assert 35 < delay <= 42
     simulator_connection.refresh_from_db()
-    assert not sync.may_call_api(simulator_connection)
+    assert not schedule.may_call_api(simulator_connection)
     assert "429" in simulator_connection.last_error or "rate" in simulator_connection.last_error.lower()
 
 
 def test_due_work_is_claimed_once_however_often_beat_ticks(simulator_connection):
     now = timezone.now()
-    first = sync.claim_due_work(simulator_connection, now)
+    first = schedule.claim_due_work(simulator_connection, now)
     simulator_connection.refresh_from_db()
-    second = sync.claim_due_work(simulator_connection, now + timedelta(seconds=1))
+    second = schedule.claim_due_work(simulator_connection, now + timedelta(seconds=1))
     assert sorted(first) == ["full_sync", "refresh"]
     assert second == []
     simulator_connection.refresh_from_db()
-    later = sync.claim_due_work(simulator_connection, now + timedelta(seconds=16))
+    later = schedule.claim_due_work(simulator_connection, now + timedelta(seconds=16))
     assert later == ["refresh"]
 
 
@@ -183,19 +181,13 @@ def test_sync_batches_command_names_an_unknown_connection():
 
 def test_the_fast_insert_writes_every_column_the_orm_would(simulator_connection, simulator):
     """New rows skip the ORM's bulk_create; they must still fill every column, as the ORM reads them."""
-    client = BatchAPIClient(sync.client_config_for(simulator_connection))
+    client = BatchAPIClient(connections.client_config_for(simulator_connection))
     api_batch = next(b for b in client.iter_batches(limit=100) if b.status == "in_progress")
     client.close()
     now = timezone.now()
-    row = sync._new_row(simulator_connection, api_batch, now)
-    concrete = {field.name for field in Batch._meta.concrete_fields} - {"id"}
-    assert set(row) == concrete
-    assert set(sync._status_change(1, "", api_batch, now)) == {
-        f.name for f in BatchStatusChange._meta.concrete_fields
-    } - {"id"}
-    assert set(sync._snapshot(1, sync._columns(api_batch), now)) == {
-        f.name for f in ProgressSnapshot._meta.concrete_fields
-    } - {"id"}
+    for insert in (writer.NEW_BATCH, writer.STATUS_CHANGE, writer.SNAPSHOT):
+        row = writer.values(insert.columns, writer.Observation(api_batch, now, simulator_connection.pk, pk=1))
+        assert set(row) == {field.name for field in insert.model._meta.concrete_fields} - {"id"}
     sync.upsert_batches(simulator_connection, [api_batch], observed_at=now)
     stored = Batch.objects.get(batch_id=api_batch.id)
     assert stored.raw == api_batch.raw

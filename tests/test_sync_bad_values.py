@@ -13,7 +13,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from batches import sync, tasks
+from batches import schedule, sync, tasks
 from batches.models import Batch, ProgressSnapshot
 from tests.factories import make_user
 
@@ -171,7 +171,7 @@ def test_a_sync_that_fails_outside_the_api_records_the_failure_and_backs_off(
     assert simulator_connection.consecutive_failures == 1
     assert "server closed the connection" in simulator_connection.last_error
     assert simulator_connection.next_attempt_at > before + timedelta(seconds=1)
-    assert not sync.may_call_api(simulator_connection)
+    assert not schedule.may_call_api(simulator_connection)
     # The next run waits out the backoff instead of failing again at once.
     assert tasks.full_sync_batches(simulator_connection.pk).startswith("skipped: waiting")
 

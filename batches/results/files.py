@@ -14,8 +14,8 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import datetime
 
-from batches import sync
 from batches.api_client import APIError, BatchAPIClient, FileObject, NotFoundError, describe
+from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, Connection
 from batches.results.summaries import PreviewLine, parse_line
 
@@ -46,8 +46,8 @@ class ResultsError(Exception):
 def open_client(connection: Connection) -> BatchAPIClient:
     """A client for the connection; a connection that cannot be used is a ResultsError."""
     try:
-        return sync.client_for(connection)
-    except sync.ConnectionNotConfigured as error:
+        return client_for(connection)
+    except ConnectionNotConfigured as error:
         raise ResultsError(str(error)) from None
 
 

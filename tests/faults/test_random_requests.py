@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from alerts import tasks as alert_tasks
 from alerts.models import Channel, Delivery
-from batches import sync
+from batches import connections, sync
 from batches.models import KNOWN_STATUSES, Batch, Connection
 from tests.conftest import free_port
 from tests.factories import make_batch, make_user
@@ -384,7 +384,7 @@ def _world(simulator, monkeypatch) -> dict[str, list[str]]:
         name="closed", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env="CLOSED_PORT_API_KEY"
     )
     sync.full_sync(simulated)
-    sync.environment_connection()
+    connections.environment_connection()
     for status in ("in_progress", "completed", "failed", "cancelling"):
         make_batch(closed, status=status, output_file_id="file-out1", error_file_id="file-err1")
         make_batch(None, status=status, output_file_id="file-out2")

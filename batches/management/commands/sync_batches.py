@@ -5,8 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from batches import sync
+from batches import schedule, sync
 from batches.api_client import APIError
+from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 
 
@@ -32,13 +33,13 @@ class Command(BaseCommand):
         for conn in connections:
             try:
                 result = sync.full_sync(conn, complete=complete or None)
-            except (APIError, sync.ConnectionNotConfigured, DatabaseError) as error:
+            except (APIError, ConnectionNotConfigured, DatabaseError) as error:
                 # A database error (not an API one) is a failed run too, recorded and backed off from.
-                sync.record_failure(conn, error)
+                schedule.record_failure(conn, error)
                 self.stderr.write(f"{conn.name}: failed: {error}")
                 failed = True
                 continue
-            sync.record_success(conn)
+            schedule.record_success(conn)
             self.stdout.write(
                 f"{conn.name}: {result.created} created, {result.updated} updated, "
                 f"{result.unchanged} unchanged, {result.api_calls} API calls"

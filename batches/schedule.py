@@ -1,0 +1,82 @@
+"""When each connection's sync runs: what is due, and how long a failing connection waits.
+
+The beat dispatcher (batches.tasks.dispatch_due_syncs) asks what is due; the tasks ask whether the API
+may be called and record each run's success or failure here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from batches.api_client import RateLimitError
+from batches.connections import environment_connection, is_configured
+from batches.models import Connection
+
+# How long a 429 without retry-after, or a failing API, keeps a connection waiting.
+DEFAULT_RATE_LIMIT_WAIT = 30.0
+MAX_FAILURE_BACKOFF = 300.0
+
+
+def record_success(connection: Connection) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        last_success_at=timezone.now(), consecutive_failures=0, next_attempt_at=None, last_error=""
+    )
+
+
+def record_failure(connection: Connection, error: Exception) -> datetime:
+    """Remember the error and when the next attempt may be made; returns that time."""
+    now = timezone.now()
+    failures = connection.consecutive_failures + 1
+    if isinstance(error, RateLimitError):
+        wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+    else:
+        wait = min(MAX_FAILURE_BACKOFF, settings.SYNC_FAILURE_BACKOFF * 2 ** min(failures - 1, 10))
+    next_attempt = now + timedelta(seconds=wait)
+    Connection.objects.filter(pk=connection.pk).update(
+        last_error_at=now,
+        last_error=str(error)[:1000],
+        consecutive_failures=failures,
+        next_attempt_at=next_attempt,
+    )
+    return next_attempt
+
+
+def may_call_api(connection: Connection, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return connection.enabled and (connection.next_attempt_at is None or connection.next_attempt_at <= now)
+
+
+def claim_due_work(connection: Connection, now: datetime | None = None) -> list[str]:
+    """Which of 'refresh' and 'full_sync' are due; each is claimed with compare-and-set so that two
+    beat ticks (or two dispatchers) never enqueue the same run twice."""
+    now = now or timezone.now()
+    if not may_call_api(connection, now):
+        return []
+    due: list[str] = []
+    for kind, field_name, interval in (
+        ("full_sync", "next_full_sync_at", connection.full_sync_interval),
+        ("refresh", "next_refresh_at", connection.refresh_interval),
+    ):
+        current = getattr(connection, field_name)
+        if current is not None and current > now:
+            continue
+        # Fixed rate: the next run is due one interval after this one was due, not after the beat tick
+        # that noticed it, so the dispatcher's tick does not stretch every interval. After a long
+        # pause (a backoff, a stopped beat) the schedule restarts from now rather than catching up.
+        step = timedelta(seconds=interval)
+        following = current + step if current is not None and current + step > now else now + step
+        claimed = Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(
+            **{field_name: following}
+        )
+        if claimed:
+            due.append(kind)
+    return due
+
+
+def connections_to_sync() -> Iterable[Connection]:
+    environment_connection()
+    return [c for c in Connection.objects.filter(enabled=True) if is_configured(c)]
