@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ def client_ip(request: HttpRequest | None) -> str | None:
 def record(
     action: str,
     *,
-    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor: User | AnonymousUser | None = None,
     actor_name: str = "",
     target: str = "",
     succeeded: bool = True,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
@@ -38,6 +38,12 @@ CACHE_PREFIX = "poller:"
 class Poller:
     can_operate: bool
     checked_at: float  # time.time() of the full check
+
+
+class PollRequest(HttpRequest):
+    """The request a view under poll_login_required receives: it carries the Poller."""
+
+    poller: Poller
 
 
 def poller(request: HttpRequest) -> Poller | None:
@@ -68,16 +74,17 @@ def poller(request: HttpRequest) -> Poller | None:
 
 
 def poll_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """login_required for read-only polls; the view finds the Poller on request.poller. Such a view
-    is also marked @login_not_required, so that LoginRequiredMiddleware leaves the check to this one
-    (batches.middleware: Django's would load the user on every poll)."""
+    """login_required for read-only polls; the view finds the Poller on request.poller (its request
+    is a PollRequest). Such a view is also marked @login_not_required, so that LoginRequiredMiddleware
+    leaves the check to this one (batches.middleware: Django's would load the user on every poll)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         found = poller(request)
         if found is None:
             return redirect_to_login(request.get_full_path())
-        request.poller = found
-        return view(request, *args, **kwargs)
+        polled = cast(PollRequest, request)  # what this wrapper makes of it, on the next line
+        polled.poller = found
+        return view(polled, *args, **kwargs)
 
     return wrapped

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from accounts import audit, roles
 from accounts.models import AuditEvent
 
 
-def save_user_role(user: AbstractBaseUser, role: str, *, actor_name: str) -> None:
+def save_user_role(user: User, role: str, *, actor_name: str) -> None:
     """Save the user with this role and record who gave it. Admins also reach Django's admin site,
     where users are managed."""
     user.is_staff = role == roles.ADMIN

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.polls import poll_login_required
+from accounts.polls import PollRequest, poll_login_required
 from accounts.roles import OPERATOR, can_operate, role_required
 from batches import rows, selectors, services
 from batches.models import Batch
@@ -78,7 +78,7 @@ def batch_list(request: HtmxHttpRequest) -> HttpResponse:
 # most of the traffic, and poll_login_required remembers who polls for a few seconds instead.
 @login_not_required
 @poll_login_required
-def batch_row(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_row(request: PollRequest, pk: int) -> HttpResponse:
     """One row of the list, polled by the browser every few seconds while its batch is active. The
     poll carries the version of the row the browser shows (?v=); if nothing on it changed, a 204
     tells htmx to keep it, which costs a query and no render. Who asks, and whether they may cancel,
@@ -130,8 +130,12 @@ def batch_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return render(request, "batches/cancel.html", {"batch": batch, "next": request.GET.get("next", "")})
     outcome = services.cancel_batch(batch, user=request.user, request=request)
     if request.htmx and request.POST.get("from") == "row":
+        shown = selectors.row_batch(batch.pk)
+        if shown is None:
+            # Deleted meanwhile (with its connection): the row poll answers the same for it.
+            raise Http404("No such batch.")
         context = {**_row_context(request), "cancel_outcome": outcome}
-        context["row"] = _row(request, selectors.row_batch(batch.pk), context)
+        context["row"] = _row(request, shown, context)
         return render(request, "batches/list.html#row", context)
     batch.refresh_from_db()
     if request.htmx:

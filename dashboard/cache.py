@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class _ReusingClient(RedisCacheClient):
     """Django builds a new redis.Redis object around the pool on every cache call; the object is
     stateless apart from the pool, so one per pool does (a few percent of a row poll, which makes two
     cache calls)."""
+
+    # Django's own (private) members, which django-stubs does not declare.
+    _client: type[Redis]
+    _get_connection_pool: Callable[[bool], ConnectionPool]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,5 +107,5 @@ class ResilientRedisCache(RedisCache):
         keys = list(keys)
         self._guard(lambda: super(ResilientRedisCache, self).delete_many(keys, version), None)
 
-    def clear(self) -> bool:
-        return self._guard(lambda: super(ResilientRedisCache, self).clear(), False)
+    def clear(self) -> None:
+        self._guard(lambda: super(ResilientRedisCache, self).clear(), None)

@@ -34,7 +34,7 @@ class PreparedQuery(Generic[M]):
 
     def __init__(self, build: Callable[[Any], QuerySet[M]]) -> None:
         self._build = build
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[str, _Compiled[M]] = {}
         self._lock = threading.Lock()
 
     def first(self, value: Any, using: str = DEFAULT_DB_ALIAS) -> M | None:
@@ -52,7 +52,7 @@ class PreparedQuery(Generic[M]):
             setattr(instance, name, row[position])
         return instance
 
-    def _compile(self, using: str) -> _Compiled:
+    def _compile(self, using: str) -> _Compiled[M]:
         with self._lock:
             if using in self._compiled:
                 return self._compiled[using]
@@ -85,13 +85,13 @@ class PreparedQuery(Generic[M]):
 
 
 @dataclass(frozen=True)
-class _Compiled:
+class _Compiled(Generic[M]):
     sql: str
     params: tuple[Any, ...]
     marker_index: int
     compiler: SQLCompiler
     converters: dict[int, Any]
-    model: type[Model]
+    model: type[M]
     init_list: list[str]
     start: int
     end: int

@@ -77,7 +77,9 @@ class SimServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        if isinstance(host, bytes):  # typeshed allows it; IP sockets give str
+            host = host.decode()
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/v1"
 
 

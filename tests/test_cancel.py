@@ -38,6 +38,23 @@ def test_it_cancels_a_running_batch_from_its_row(client, operator, running_batch
     assert record.user == operator and record.succeeded
 
 
+def test_a_batch_deleted_during_its_cancel_answers_404_not_a_server_error(
+    client, operator, running_batch, monkeypatch
+):
+    from batches import services
+
+    cancel = services.cancel_batch
+
+    def cancel_then_delete(batch, **kwargs):
+        outcome = cancel(batch, **kwargs)
+        Batch.objects.filter(pk=batch.pk).delete()  # its connection deleted by an admin meanwhile
+        return outcome
+
+    monkeypatch.setattr(services, "cancel_batch", cancel_then_delete)
+    response = client.post(f"/batches/{running_batch.pk}/cancel/", {"from": "row"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 404
+
+
 def test_the_detail_fragment_is_swapped_after_a_cancel(client, operator, running_batch):
     response = client.post(f"/batches/{running_batch.pk}/cancel/", HTTP_HX_REQUEST="true")
     body = response.content.decode()
