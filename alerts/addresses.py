@@ -29,7 +29,7 @@ def internal_address(url: str) -> str | None:
 def may_post_internally(channel: Channel) -> bool:
     if settings.ALERTS_ALLOW_INTERNAL_URLS or channel.user_id is None:
         return True
-    return role_of(channel.user) == ADMIN
+    return channel.user is not None and role_of(channel.user) == ADMIN
 
 
 def refusal(channel: Channel) -> str | None:

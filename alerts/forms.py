@@ -109,7 +109,8 @@ class ChannelForm(forms.ModelForm):
         return self._clean_env_name("secret_env")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns, typed as never None
         kind = data.get("kind")
         channel = self.instance
         for field, env_field, label in (("url", "url_env", "URL"), ("secret", "secret_env", "secret")):

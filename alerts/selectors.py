@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from prometheus_client.core import GaugeMetricFamily
@@ -184,7 +184,7 @@ def deliveries_needing_attention() -> QuerySet[Delivery]:
     )
 
 
-def channels_for(user: AbstractBaseUser, *, admin: bool) -> QuerySet[Channel]:
+def channels_for(user: User, *, admin: bool) -> QuerySet[Channel]:
     """A user's own channels; an admin also sees the team channels (those of no user)."""
     mine = Q(user=user) | Q(user__isnull=True) if admin else Q(user=user)
     return Channel.objects.select_related("connection", "user").filter(mine).order_by("id")

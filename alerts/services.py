@@ -11,9 +11,10 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -111,7 +112,7 @@ def create_deliveries(found: Iterable[tuple[Batch, str, datetime]], now: datetim
     return len(rows)
 
 
-def _is_news(change: dict) -> bool:
+def _is_news(change: Mapping[str, Any]) -> bool:
     if change["old_status"]:
         return True
     stamp = change["api_timestamp"]

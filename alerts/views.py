@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu.exceptions import OperationalError
 
+from accounts.requests import AuthenticatedHttpRequest
 from accounts.roles import ADMIN, can_admin, role_required
 from alerts import addresses, exposition, selectors, services, signing, tasks
 from alerts.forms import ChannelForm
@@ -88,12 +89,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
 # --- channels ----------------------------------------------------------------------------------
 
 
-def _channel_for_user(request: HttpRequest, pk: int) -> Channel:
+def _channel_for_user(request: AuthenticatedHttpRequest, pk: int) -> Channel:
     return get_object_or_404(selectors.channels_for(request.user, admin=can_admin(request.user)), pk=pk)
 
 
 @require_http_methods(["GET", "POST"])
-def channel_list(request: HttpRequest) -> HttpResponse:
+def channel_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Your notification channels; admins also manage the team's (which belong to no user)."""
     admin = can_admin(request.user)
     form = ChannelForm(request.POST or None, allow_env=admin)
@@ -117,7 +118,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def channel_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for_user(request, pk)
     channel.delete()
     messages.success(request, f"Channel {channel} deleted.")
@@ -125,7 +126,7 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def channel_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+def channel_toggle(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for_user(request, pk)
     Channel.objects.filter(pk=channel.pk).update(enabled=not channel.enabled)
     return redirect("alerts:channels")

@@ -15,13 +15,13 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata as importlib_metadata
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -790,7 +790,7 @@ class BatchAPIClient:
 
     # ----------------------------------------------------------------------- files
 
-    def upload_file(self, *, filename: str, content: bytes | BinaryIO, purpose: str = "batch") -> FileObject:
+    def upload_file(self, *, filename: str, content: bytes | IO[bytes], purpose: str = "batch") -> FileObject:
         if not isinstance(content, bytes) and not content.seekable():
             # httpx rewinds seekable files before each attempt; a pipe must be buffered to retry.
             content = content.read()
@@ -829,8 +829,9 @@ class BatchAPIClient:
         finally:
             response.close()
 
-    def iter_file_lines(self, file_id: str) -> Iterator[bytes]:
-        """Yield each non-blank line of a JSONL file, without line endings."""
+    def iter_file_lines(self, file_id: str) -> Generator[bytes, None, None]:
+        """Yield each non-blank line of a JSONL file, without line endings. Close the generator
+        (contextlib.closing) to release the connection before the end of the file."""
         with self.stream_file_content(file_id) as chunks:
             for raw, _ in split_lines(chunks, sys.maxsize):
                 if raw and (line := raw.strip()):
@@ -987,7 +988,7 @@ class BatchAPIClient:
         **fields: Any,
     ) -> APIError:
         """Build an exception with every string scrubbed of the API key."""
-        cleaned = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+        cleaned: dict[str, Any] = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         if response is not None:
             cleaned["request_id"] = self._redact(response.headers.get("x-request-id"))
             cleaned["status_code"] = response.status_code
@@ -995,7 +996,7 @@ class BatchAPIClient:
 
     def _status_error(self, response: httpx.Response, body: bytes) -> APIError:
         status = response.status_code
-        fields = _error_fields(body)
+        fields: dict[str, Any] = _error_fields(body)  # and retry_after, a number, below
         message = fields.pop("message", None)
         if not message:
             snippet = " ".join(body[:200].decode("utf-8", "replace").split())

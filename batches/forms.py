@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -101,7 +101,8 @@ class ConnectionForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns, typed as never None
         if self.instance.from_environment:
             return data
         storage = data.get("key_storage")
@@ -155,7 +156,8 @@ class CreateBatchForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = Connection.objects.filter(enabled=True).order_by("name")
+        connection = cast(forms.ModelChoiceField, self.fields["connection"])
+        connection.queryset = Connection.objects.filter(enabled=True).order_by("name")
 
     def clean_metadata(self) -> dict[str, str]:
         metadata, errors = parse_metadata(self.cleaned_data.get("metadata") or "")

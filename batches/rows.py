@@ -195,7 +195,8 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         "listed": batch.listed,
         "invalid": bool(batch.problems),
         "progress": batch.progress,
-        "connection_name": batch.connection_name,
+        # Added by the selectors' .annotate(); a model type cannot know of per-query attributes.
+        "connection_name": batch.connection_name,  # type: ignore[attr-defined]
         "endpoint": batch.endpoint,
         "model": batch.model,
         "chips": _chips(batch.metadata),

@@ -7,9 +7,10 @@ import binascii
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.core.cache import cache
 from django.db.models import Count, F, Q, QuerySet, TextField
@@ -298,6 +299,15 @@ def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_op
     return hashlib.blake2b(repr(state).encode(), digest_size=8).hexdigest()
 
 
+T = TypeVar("T")
+
+
+def _cached(key: str, make: Callable[[], T], seconds: int) -> T:
+    """cache.get_or_set with its type: the value make() returns, or the cached copy of one. Never
+    None, which the stubs allow for: while Redis is down the cache misses and make() runs."""
+    return cast(T, cache.get_or_set(key, make, seconds))
+
+
 STATUS_COUNTS_SECONDS = 5
 
 
@@ -318,7 +328,7 @@ def status_counts(filters: BatchFilters) -> dict[str, int]:
         "batches:status-counts:"
         + hashlib.sha256(repr(replace(filters, statuses=(), sort="")).encode()).hexdigest()
     )
-    return cache.get_or_set(key, count, STATUS_COUNTS_SECONDS)
+    return _cached(key, count, STATUS_COUNTS_SECONDS)
 
 
 FILTER_CHOICES_SECONDS = 60
@@ -333,7 +343,7 @@ def filter_choices(connections: list[Connection]) -> dict[str, list[str]]:
             Batch.objects.exclude(**{column: ""}).values_list(column, flat=True).distinct().order_by(column)
         )
 
-    cached = cache.get_or_set(
+    cached = _cached(
         "batches:filter-choices",
         lambda: {"endpoints": distinct("endpoint"), "models": distinct("model")},
         FILTER_CHOICES_SECONDS,
@@ -458,4 +468,4 @@ def outcomes_chart(filters: BatchFilters, now: datetime) -> SafeString:
         return charts.outcomes_svg(days, counts)
 
     # batches.charts escapes every text it writes into the SVG.
-    return mark_safe(cache.get_or_set(key, render, OUTCOMES_CACHE_SECONDS))
+    return mark_safe(_cached(key, render, OUTCOMES_CACHE_SECONDS))

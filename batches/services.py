@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import ProtectedError
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,7 +21,7 @@ from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, CancelRequest, Connection
 from batches.results import submit
 
-Actor = AbstractBaseUser | AnonymousUser
+Actor = User | AnonymousUser
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Protocol
 
 import redis
 from celery import shared_task
@@ -24,7 +25,15 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-def _run_locked(kind: str, connection_id: int, work: Callable[[Connection], sync.SyncResult]) -> str:
+class _SyncWork(Protocol):
+    """A sync service as the tasks call it: on_page renews the lock after every page."""
+
+    def __call__(
+        self, connection: Connection, *, on_page: Callable[[], object] | None = ...
+    ) -> sync.SyncResult: ...
+
+
+def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"

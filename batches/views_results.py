@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -32,7 +32,7 @@ def results_reader_role() -> str:
     return VIEWER if settings.DASHBOARD_VIEWERS_SEE_RESULTS else OPERATOR
 
 
-def can_read_results(user: AbstractBaseUser | AnonymousUser) -> bool:
+def can_read_results(user: User | AnonymousUser) -> bool:
     return has_role(user, results_reader_role())
 
 
@@ -125,7 +125,7 @@ def file_preview(request: HtmxHttpRequest, pk: int, kind: str) -> HttpResponse:
 @role_required(
     OPERATOR, message="Downloading results needs the operator role: results can hold sensitive data."
 )
-def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+def file_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse | StreamingHttpResponse:
     batch = _batch(pk)
     _file_id_or_404(batch, kind)
     context = {"batch": batch, "kind": kind, "can_operate": True}

@@ -155,7 +155,7 @@ def requests_to_time(client, batches: int) -> list[Request]:
         batches - selectors.PAGE_SIZE - 1 : batches - selectors.PAGE_SIZE
     ].get()
     last_url = f"/?cursor={selectors._encode_cursor(before_last, sort)}"
-    running = Batch.objects.filter(status="in_progress").order_by("-created_at").first()
+    running = Batch.objects.filter(status="in_progress").latest("created_at")
     per_page = site._registry[Batch].list_per_page
     admin_last = -(-batches // per_page)  # the admin's pages are numbered from 1
     htmx = {"HX-Request": "true", "HX-Current-URL": "http://testserver/"}
@@ -272,7 +272,7 @@ def profile(client, requests: list[Request], keys: list[str], top: int) -> str:
 
 
 def figures(args, requests: list[Request], fill: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    measurements = {}
+    measurements: dict[str, dict[str, Any]] = {}
     for request in requests:
         stats = summary(request.seconds)
         measurements[request.key] = {

@@ -184,7 +184,7 @@ def prepare_database(url: str, batches: int) -> int:
     fill_batches(batches)
     user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
     set_role(user, VIEWER)
-    running = Batch.objects.filter(status="in_progress").order_by("-created_at").first()
+    running = Batch.objects.filter(status="in_progress").latest("created_at")
     from django.db import connections
 
     connections.close_all()
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import django
 
-        version = subprocess.run(
+        wrk_version = subprocess.run(
             [wrk, "--version"], capture_output=True, text=True, check=False
         ).stdout.split()
         context = {
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             "database": describe_database(),
             "django": django.get_version(),
             "gunicorn": metadata.version("gunicorn"),
-            "wrk": version[1] if len(version) > 1 else "?",
+            "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
             "server_log_tail": log[-4000:],
         }
         data = figures(args, runs, sizes, context)

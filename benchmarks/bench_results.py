@@ -131,7 +131,7 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
     connection = Connection.objects.create(name="bench-simulator", base_url=base_url, api_key_env=KEY_ENV)
     User.objects.create_superuser(USERNAME, password="not-used-bench-pw")
     target = int(megabytes * 1_000_000)
-    per_request = 42_000  # measured for this model; corrected below if the file comes out short
+    per_request: float = 42_000  # measured for this model; corrected below if the file comes out short
     with client_for(connection) as client:
         for _ in range(5):
             # A few requests fail at random in the simulator; ask for 3 % more to land above target.
@@ -151,6 +151,8 @@ def make_output_file(megabytes: float) -> tuple[Any, Any, int]:
             created = client.create_batch(input_file_id=uploaded.id, endpoint="/v1/embeddings")
             world.advance(world.plan(created.id)["final_at"] - world.now() + 1)
             done = client.retrieve_batch(created.id)
+            if done.output_file_id is None or done.request_counts is None:
+                raise RuntimeError(f"the simulated batch ended {done.status}, without its output")
             size = client.retrieve_file(done.output_file_id).bytes or 0
             if size >= target * 0.98:
                 break

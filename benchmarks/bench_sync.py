@@ -399,7 +399,7 @@ def probe(args: argparse.Namespace) -> int:
         bench.run(args.probe)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        figures = {"heap_peak_bytes": peak - baseline}
+        figures: dict[str, int | str] = {"heap_peak_bytes": peak - baseline}
     else:
         if _reset_peak_rss() and (before := _proc_status_kib("VmRSS")) is not None:
             bench.run(args.probe)

@@ -204,7 +204,7 @@ def _batch(rng: random.Random, number: int, connection, now: datetime):
         else []
     )
     done = completed + failed
-    tokens = None
+    tokens: dict[str, Any] | None = None
     if done:
         input_tokens = done * rng.randint(50, 900)
         output_tokens = 0 if endpoint == "/v1/embeddings" else done * rng.randint(20, 400)

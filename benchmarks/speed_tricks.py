@@ -92,7 +92,10 @@ def prepared(args: argparse.Namespace) -> None:
     pk = Batch.objects.filter(status="in_progress").values_list("pk", flat=True).first()
     headers = {"HX-Request": "true"}
     page = client.get(f"/batches/{pk}/row/", {"v": STALE_VERSION}, headers=headers).content.decode()
-    version = re.search(rf'hx-get="/batches/{pk}/row/\?v=([0-9a-f]+)"', page).group(1)
+    found = re.search(rf'hx-get="/batches/{pk}/row/\?v=([0-9a-f]+)"', page)
+    if found is None:
+        raise RuntimeError(f"the row of batch {pk} carries no version to poll with")
+    version = found.group(1)
     cycle = [version, version, STALE_VERSION]  # as browsers send it: 204, 204, a render
 
     row_prepared, user_prepared = selectors._ROW, backends.RoleAwareModelBackend._user_query

@@ -13,7 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from batches import sync
@@ -208,7 +208,7 @@ def create_from_upload(
     endpoint: str,
     completion_window: str,
     metadata: dict[str, str],
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
 ) -> Outcome:
     """Validate the whole file first (nothing reaches the API unless every line is valid), then upload
     it, create the batch with metadata naming who created it, and mirror it at once."""

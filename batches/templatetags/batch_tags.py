@@ -42,7 +42,7 @@ def is_stalled(context, batch) -> bool:
 
 
 @register.simple_tag
-def cancel_button(batch, origin: str) -> dict:
+def cancel_button(batch, origin: str) -> rows.CancelButton:
     return rows.cancel_button(batch, origin)
 
 
