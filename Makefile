@@ -23,7 +23,7 @@ help:
 	@echo "make run    start the dashboard (prints the URL and a demo login)"
 	@echo "make test   run the whole test suite"
 	@echo "make test-deploy  the deployment in deploy/ (nginx, TLS, gunicorn, PostgreSQL, Celery) and tests/deploy/"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check, format check and mypy"
 	@echo "make bench  run the benchmarks in benchmarks/"
 
 $(UV):
@@ -48,9 +48,11 @@ test-deps: deps
 test: test-deps
 	DJANGO_DEBUG=1 $(UV) run --frozen pytest
 
+# mypy reads the settings (django-stubs' plugin); DJANGO_DEBUG=1 only so that they need no secret key.
 lint: deps
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	DJANGO_DEBUG=1 $(UV) run --frozen mypy
 
 format: deps
 	$(UV) run --frozen ruff check --fix .
