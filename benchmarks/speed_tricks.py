@@ -148,7 +148,7 @@ def encodings(args: argparse.Namespace) -> None:
     from batches import writer
     from batches.connections import client_for
     from batches.models import Batch
-    from batches.simulator import SimWorld, start_in_thread, stop
+    from simulator import SimWorld, start_in_thread, stop
 
     server, base_url = start_in_thread(SimWorld(seed=1, batches=args.batches, speed=0))
     connection = connection_for(base_url)
