@@ -216,19 +216,9 @@ def probe(args: argparse.Namespace) -> int:
         tracemalloc.stop()
         figures["heap_peak_bytes"] = peak - base
     else:
-        if memory.reset_peak_rss() and (before := memory.status_kib("VmRSS")) is not None:
-            started = time.perf_counter()
-            figures.update(run())
-            figures["seconds"] = time.perf_counter() - started
-            figures["rss_growth_kib"] = max(0, (memory.status_kib("VmHWM") or before) - before)
-            figures["method"] = "VmHWM after reset"
-        else:
-            before = memory.max_rss_kib()
-            started = time.perf_counter()
-            figures.update(run())
-            figures["seconds"] = time.perf_counter() - started
-            figures["rss_growth_kib"] = memory.max_rss_kib() - before
-            figures["method"] = "ru_maxrss growth"
+        outcome, measured = memory.rss_growth(run)
+        figures.update(outcome)
+        figures.update(measured)
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 

@@ -32,7 +32,6 @@ DASHBOARD_CACHE_REDIS_URL point at, for this process and the memory probes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
@@ -40,14 +39,12 @@ import json
 import logging
 import os
 import pstats
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,17 +351,7 @@ def probe(args: argparse.Namespace) -> int:
         tracemalloc.stop()
         figures = {"heap_peak_bytes": peak - baseline}
     else:
-        if memory.reset_peak_rss() and (before := memory.status_kib("VmRSS")) is not None:
-            bench.run(args.probe)
-            # VmHWM is this process's own peak; ru_maxrss may still hold the parent's size from before
-            # exec, which the reset does not clear.
-            peak = memory.status_kib("VmHWM") or memory.max_rss_kib()
-            figures = {"rss_growth_kib": max(0, peak - before), "method": "VmHWM after reset"}
-        else:
-            # ru_maxrss cannot be reset here: its growth counts only what exceeds earlier peaks.
-            before = memory.max_rss_kib()
-            bench.run(args.probe)
-            figures = {"rss_growth_kib": memory.max_rss_kib() - before, "method": "ru_maxrss delta"}
+        _, figures = memory.rss_growth(lambda: bench.run(args.probe))
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 
@@ -543,27 +530,11 @@ def print_report(data: dict[str, Any]) -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    workdir = tempfile.mkdtemp(prefix="bench-sync-")
-    try:
-        yield f"sqlite:///{Path(workdir) / 'bench.sqlite3'}"
-    finally:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.probe:
         return probe(args)
-    with database(args.database_url) as url:
+    with benchlib.temporary_sqlite(args.database_url, "bench-sync-") as url:
         setup_django(url)
         import openai  # noqa: F401  (imported before any timing: the SDK takes a while to import)
 

@@ -253,19 +253,9 @@ def probe(args: argparse.Namespace) -> int:
     run(args.warmup_file)  # imports, templates, the database connection, paid before measuring
     gc.collect()
     figures: dict[str, Any] = {"idle_rss_kib": memory.status_kib("VmRSS") or memory.max_rss_kib()}
-    if memory.reset_peak_rss() and (before := memory.status_kib("VmRSS")) is not None:
-        started = time.perf_counter()
-        figures.update(run(args.file))
-        figures["seconds"] = time.perf_counter() - started
-        figures["rss_growth_kib"] = max(0, (memory.status_kib("VmHWM") or before) - before)
-        figures["method"] = "VmHWM after reset"
-    else:
-        before = memory.max_rss_kib()
-        started = time.perf_counter()
-        figures.update(run(args.file))
-        figures["seconds"] = time.perf_counter() - started
-        figures["rss_growth_kib"] = max(0, memory.max_rss_kib() - before)
-        figures["method"] = "ru_maxrss growth"
+    outcome, measured = memory.rss_growth(lambda: run(args.file))
+    figures.update(outcome)
+    figures.update(measured)
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 

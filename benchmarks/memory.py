@@ -6,7 +6,12 @@ from __future__ import annotations
 import contextlib
 import resource
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def status_kib(name: str) -> int | None:
@@ -31,3 +36,23 @@ def reset_peak_rss() -> bool:
 def max_rss_kib() -> int:
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value // 1024 if sys.platform == "darwin" else value  # bytes on macOS, KiB elsewhere
+
+
+def rss_growth(work: Callable[[], _T]) -> tuple[_T, dict[str, Any]]:
+    """Runs `work` once; returns what it returned, and its figures: seconds, how far the peak RSS grew
+    over the RSS before (rss_growth_kib) and how that was measured (method)."""
+    if reset_peak_rss() and (before := status_kib("VmRSS")) is not None:
+        started = time.perf_counter()
+        result = work()
+        seconds = time.perf_counter() - started
+        # VmHWM is this process's own peak; ru_maxrss may still hold the parent's size from before
+        # exec, which the reset does not clear.
+        growth, method = (status_kib("VmHWM") or before) - before, "VmHWM after reset"
+    else:
+        # ru_maxrss cannot be reset here: its growth counts only what exceeds earlier peaks.
+        before = max_rss_kib()
+        started = time.perf_counter()
+        result = work()
+        seconds = time.perf_counter() - started
+        growth, method = max_rss_kib() - before, "ru_maxrss growth"
+    return result, {"seconds": seconds, "rss_growth_kib": max(0, growth), "method": method}
