@@ -4,24 +4,20 @@ from alerts.forms import ChannelForm
 from alerts.models import Channel, Delivery, WebhookReceipt
 
 
+def _admin_fields(form_fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The channel form's fields in its order, and two only the admin shows: url_hint before the URL
+    it stands for, and the channel's owner (a personal channel's user) before the events."""
+    fields = list(form_fields)
+    fields.insert(fields.index("url"), "url_hint")
+    fields.insert(fields.index("events"), "user")
+    return tuple(fields)
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
     # The URL and secret are write-only form fields (stored encrypted); url_hint says what is stored.
-    fields = (
-        "name",
-        "kind",
-        "url_hint",
-        "url",
-        "url_env",
-        "email",
-        "secret",
-        "secret_env",
-        "connection",
-        "user",
-        "events",
-        "enabled",
-    )
+    fields = _admin_fields(ChannelForm.Meta.fields)
     readonly_fields = ("url_hint",)
     list_display = ("__str__", "kind", "connection", "user", "enabled")
     list_filter = ("kind", "enabled")

@@ -7,12 +7,10 @@ object and no API key ever leaks past this module.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import random
 import re
-import ssl
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -27,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from batches.jsonl import split_lines
+from dashboard import outbound
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 KNOWN_STATUSES = TERMINAL_STATUSES | {"validating", "in_progress", "finalizing", "cancelling"}
@@ -612,13 +611,6 @@ def _package_version() -> str:
         return "0.1.0"
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle took 20 ms, paid again by every client (one per sync task); a context
-    # can serve any number of clients at once. It is httpx's own default, built the first time.
-    return httpx.create_ssl_context()
-
-
 def _quoted(object_id: str) -> str:
     # An empty id would turn "batches/{id}" into the list endpoint; dot segments walk upwards.
     if not isinstance(object_id, str) or object_id in ("", ".", ".."):
@@ -736,7 +728,7 @@ class BatchAPIClient:
                 pool=config.connect_timeout,
             ),
             transport=transport,
-            verify=_ssl_context(),
+            verify=outbound.ssl_context(),
         )
 
     def __repr__(self) -> str:

@@ -17,6 +17,8 @@ class ConnectionForm(forms.ModelForm):
     """Create or change a connection. The key is write-only: a blank field keeps the stored one."""
 
     KEY_STORAGE = (("encrypted", "Store it encrypted"), ("env", "Read it from an environment variable"))
+    # What stays editable on the connection made from OPENAI_* variables.
+    SCHEDULE_FIELDS = ("enabled", "refresh_interval", "full_sync_interval")
 
     key_storage = forms.ChoiceField(choices=KEY_STORAGE, widget=forms.RadioSelect, initial="encrypted")
     api_key = forms.CharField(
@@ -53,16 +55,7 @@ class ConnectionForm(forms.ModelForm):
             self.initial["key_storage"] = "env"
         if self.instance.from_environment:
             # URL and key of this one come from OPENAI_* variables; only its schedule is editable.
-            for name in (
-                "name",
-                "provider",
-                "base_url",
-                "api_key_env",
-                "organization",
-                "project",
-                "key_storage",
-                "api_key",
-            ):
+            for name in [name for name in self.fields if name not in self.SCHEDULE_FIELDS]:
                 self.fields.pop(name)
 
     def clean_base_url(self) -> str:

@@ -41,7 +41,6 @@ import contextlib
 import os
 import random
 import re
-import secrets
 import shutil
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from benchlib import (
     now_iso,
     percentile,
     print_report,
+    production_env,
     setup_django,
     start_redis,
     wait_for_port,
@@ -108,29 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- the stack ----------------------------------------------------------------------------------------
-
-
-def stack_env(database_url: str, redis: dict[str, str]) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DASHBOARD_", "OPENAI_", "SYNC_", "ALERTS_", "CELERY_"))
-    }
-    env.update(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        # The connection is the simulator on loopback, an internal address.
-        DASHBOARD_ALLOW_INTERNAL_API_URLS="1",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SSL_REDIRECT="0",
-        DJANGO_SECURE_COOKIES="0",
-        DASHBOARD_LOGIN_RATE_LIMIT="0",
-        DATABASE_URL=database_url,
-        **redis,
-        PYTHONUNBUFFERED="1",
-        **{KEY_ENV: KEY},
-    )
-    return env
 
 
 def wait_for_log(path: Path, text: bytes, process, timeout: float, what: str) -> None:
@@ -447,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
         web_port = free_port()
-        env = stack_env(database_url, start_redis())
+        env = production_env(
+            database_url,
+            start_redis(),
+            # The connection is the simulator on loopback, an internal address.
+            DASHBOARD_ALLOW_INTERNAL_API_URLS="1",
+            **{KEY_ENV: KEY},
+        )
         os.environ.update(env)  # this process reads the same database with the same settings
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's sync API
         setup_django(database_url)

@@ -45,7 +45,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -151,24 +150,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.seconds <= 600 or not 1 <= args.connections <= 2000 or args.rounds < 1:
         parser.error("--seconds must be 1..600, --connections 1..2000, --rounds >= 1")
     return args
-
-
-def production_env(database_url: str, redis: dict[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DASHBOARD_"))}
-    env.update(
-        **redis,
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SSL_REDIRECT="0",
-        DJANGO_SECURE_COOKIES="0",
-        DASHBOARD_LOGIN_RATE_LIMIT="0",
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="ceiling_settings",
-        PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def prepare_database(url: str, batches: int) -> int:
@@ -430,7 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         pk = prepare_database(url, args.batches)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = production_env(url, benchlib.start_redis())
+        env = benchlib.production_env(
+            url,
+            benchlib.start_redis(),
+            DJANGO_SETTINGS_MODULE="ceiling_settings",
+            PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
+        )
         gunicorn = children.start(
             "gunicorn",
             [

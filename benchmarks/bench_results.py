@@ -29,13 +29,11 @@ that this process and every probe share.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,9 @@ import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+import benchlib
+import memory
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_RESULTS_API_KEY"
@@ -74,30 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_django(database_url: str, *, migrate: bool) -> None:
-    sys.path.insert(0, str(REPO))
-    import benchlib
-
-    # Redis as in production (the probes, child processes, reuse this one).
-    benchlib.start_redis()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
-    # The benchmark's connection is the simulator on loopback, an internal address.
-    os.environ.setdefault("DASHBOARD_ALLOW_INTERNAL_API_URLS", "1")
     os.environ[KEY_ENV] = KEY
-    import django
-
-    django.setup()
+    # Redis as in production (the probes, child processes, reuse this one).
+    benchlib.setup_django(database_url, migrate=migrate)
     from django.conf import settings
 
-    # As in production: DEBUG keeps every SQL statement, which would count against us.
-    settings.DEBUG = False
-    benchlib.check_cache()
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    if migrate:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
 
 
 def _quiet_disconnects(server) -> None:
@@ -179,28 +162,6 @@ def simulator_alone(batch) -> float:
 # --- one probe, in a child process -----------------------------------------------------------------
 
 
-def _status_kib(name: str) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # Linux: resets VmHWM to the current RSS
-    except OSError:
-        return False
-    return True
-
-
-def _max_rss_kib() -> int:
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value // 1024 if sys.platform == "darwin" else value
-
-
 def _download(client, batch, kind: str) -> dict[str, Any]:
     response = client.get(f"/batches/{batch.pk}/files/{kind}/download/")
     if response.status_code != 200 or not response.streaming:
@@ -247,7 +208,7 @@ def probe(args: argparse.Namespace) -> int:
     _download(client, batch, "input")
     _preview(client, batch, "input", 1, args.page_size)
     gc.collect()
-    idle_kib = _status_kib("VmRSS") or _max_rss_kib()
+    idle_kib = memory.status_kib("VmRSS") or memory.max_rss_kib()
     figures: dict[str, Any] = {"idle_rss_kib": idle_kib}
     if args.probe_mode == "heap":
         tracemalloc.start()
@@ -257,19 +218,9 @@ def probe(args: argparse.Namespace) -> int:
         tracemalloc.stop()
         figures["heap_peak_bytes"] = peak - base
     else:
-        if _reset_peak_rss() and (before := _status_kib("VmRSS")) is not None:
-            started = time.perf_counter()
-            figures.update(run())
-            figures["seconds"] = time.perf_counter() - started
-            figures["rss_growth_kib"] = max(0, (_status_kib("VmHWM") or before) - before)
-            figures["method"] = "VmHWM after reset"
-        else:
-            before = _max_rss_kib()
-            started = time.perf_counter()
-            figures.update(run())
-            figures["seconds"] = time.perf_counter() - started
-            figures["rss_growth_kib"] = _max_rss_kib() - before
-            figures["method"] = "ru_maxrss growth"
+        outcome, measured = memory.rss_growth(run)
+        figures.update(outcome)
+        figures.update(measured)
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 

@@ -32,27 +32,26 @@ DASHBOARD_CACHE_REDIS_URL point at, for this process and the memory probes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
 import json
 import logging
 import os
-import platform
 import pstats
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import benchlib
+import memory
+from machine import describe_database, describe_machine, describe_software
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "BENCH_SIMULATOR_API_KEY"
@@ -110,37 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_django(database_url: str, *, migrate: bool = True) -> None:
-    sys.path.insert(0, str(REPO))
-    # Imported here: benchlib imports this module (for describe_machine) at its top.
-    import benchlib
-
-    # Redis as in production (the memory probes, child processes, reuse this one).
-    benchlib.start_redis()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_DEBUG", "1")  # only so that settings need no secret key
-    # The benchmark's connection is the simulator on loopback, an internal address.
-    os.environ.setdefault("DASHBOARD_ALLOW_INTERNAL_API_URLS", "1")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    # DEBUG makes every cursor record its SQL; production runs without it, and so do we.
-    settings.DEBUG = False
-    benchlib.check_cache()
+    benchlib.setup_django(database_url, migrate=migrate)
     # The SDK's transport (httpx2 in recent releases) logs every request at INFO, which the
     # project's logging settings do not quieten; keep the report readable.
     for name in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    default_db = (REPO / "var" / "db.sqlite3").resolve()
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3") and Path(db["NAME"]).resolve() == default_db:
-        sys.exit(f"refusing to benchmark against {default_db}: give --database-url another database")
-    if migrate:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
 
 
 def connection_for(base_url: str):
@@ -361,29 +334,6 @@ def run_round(bench: Bench, results: dict[str, Measurement] | None, index: int) 
 # --- memory, each operation in a fresh process ---------------------------------------------------
 
 
-def _reset_peak_rss() -> bool:
-    """Linux: writing 5 to clear_refs resets this process's peak RSS (VmHWM)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def _proc_status_kib(field_name: str) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _max_rss_kib() -> int:
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value // 1024 if sys.platform == "darwin" else value  # bytes on macOS, KiB elsewhere
-
-
 def probe(args: argparse.Namespace) -> int:
     """Child process: run one operation once and print what it cost in memory."""
     setup_django(args.database_url, migrate=False)
@@ -401,17 +351,7 @@ def probe(args: argparse.Namespace) -> int:
         tracemalloc.stop()
         figures: dict[str, int | str] = {"heap_peak_bytes": peak - baseline}
     else:
-        if _reset_peak_rss() and (before := _proc_status_kib("VmRSS")) is not None:
-            bench.run(args.probe)
-            # VmHWM is this process's own peak; ru_maxrss may still hold the parent's size from before
-            # exec, which the reset does not clear.
-            peak = _proc_status_kib("VmHWM") or _max_rss_kib()
-            figures = {"rss_growth_kib": max(0, peak - before), "method": "VmHWM after reset"}
-        else:
-            # ru_maxrss cannot be reset here: its growth counts only what exceeds earlier peaks.
-            before = _max_rss_kib()
-            bench.run(args.probe)
-            figures = {"rss_growth_kib": _max_rss_kib() - before, "method": "ru_maxrss delta"}
+        _, figures = memory.rss_growth(lambda: bench.run(args.probe))
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 
@@ -462,93 +402,6 @@ def profile_full_sync(bench: Bench, top: int) -> str:
     out.write("\n=== ... by cumulative time ===\n")
     stats.sort_stats("cumulative").print_stats(top)
     return out.getvalue()
-
-
-# --- describing the machine ----------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
-                return value.strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _memory_total() -> str | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return None
-
-
-def _filesystem_of(path: str) -> str | None:
-    best: tuple[str, str] | None = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            parts = line.split()
-            if len(parts) < 3:
-                continue
-            mount, kind = parts[1], parts[2]
-            inside = path == mount or path.startswith(mount.rstrip("/") + "/")
-            if inside and (best is None or len(mount) > len(best[0])):
-                best = (mount, kind)
-    return f"{best[1]} on {best[0]}" if best else None
-
-
-def describe_machine() -> dict[str, Any]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "memory": _memory_total(),
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-    }
-
-
-def describe_software() -> dict[str, str | None]:
-    from importlib import metadata
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {name: version(name) for name in ("django", "openai", "httpx", "httpx2")}
-
-
-def describe_database() -> dict[str, Any]:
-    from django.db import connection as db
-
-    info: dict[str, Any] = {"vendor": db.vendor}
-    if db.vendor == "sqlite":
-        import sqlite3
-
-        name = str(db.settings_dict["NAME"])
-        with db.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode")
-            journal_mode = cursor.fetchone()[0]
-            cursor.execute("PRAGMA synchronous")
-            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(cursor.fetchone()[0])
-        info.update(
-            version=sqlite3.sqlite_version,
-            name=name,
-            filesystem=_filesystem_of(str(Path(name).resolve().parent)),
-            journal_mode=journal_mode,
-            synchronous=synchronous,
-        )
-    else:
-        with db.cursor() as cursor:
-            cursor.execute("SELECT version()")
-            info["version"] = cursor.fetchone()[0]
-        info["host"] = db.settings_dict.get("HOST") or "local socket"
-        info["name"] = db.settings_dict.get("NAME")
-    return info
 
 
 # --- reporting -----------------------------------------------------------------------------------
@@ -677,27 +530,11 @@ def print_report(data: dict[str, Any]) -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    workdir = tempfile.mkdtemp(prefix="bench-sync-")
-    try:
-        yield f"sqlite:///{Path(workdir) / 'bench.sqlite3'}"
-    finally:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.probe:
         return probe(args)
-    with database(args.database_url) as url:
+    with benchlib.temporary_sqlite(args.database_url, "bench-sync-") as url:
         setup_django(url)
         import openai  # noqa: F401  (imported before any timing: the SDK takes a while to import)
 

@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import gc
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import benchlib  # noqa: E402
+import memory  # noqa: E402
 
 GOAL_MIB = 64
 USERNAME = "bench-uploader"
@@ -180,28 +180,6 @@ def write_request_body(source: Path, path: Path, connection_pk: int) -> None:
 # --- one probe, in a child process -----------------------------------------------------------------
 
 
-def _status_kib(name: str) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # Linux: resets VmHWM to the current RSS
-    except OSError:
-        return False
-    return True
-
-
-def _max_rss_kib() -> int:
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value // 1024 if sys.platform == "darwin" else value
-
-
 def _read_lines(path: Path) -> dict[str, Any]:
     count = 0
     with path.open("rb") as handle:
@@ -274,20 +252,10 @@ def probe(args: argparse.Namespace) -> int:
 
     run(args.warmup_file)  # imports, templates, the database connection, paid before measuring
     gc.collect()
-    figures: dict[str, Any] = {"idle_rss_kib": _status_kib("VmRSS") or _max_rss_kib()}
-    if _reset_peak_rss() and (before := _status_kib("VmRSS")) is not None:
-        started = time.perf_counter()
-        figures.update(run(args.file))
-        figures["seconds"] = time.perf_counter() - started
-        figures["rss_growth_kib"] = max(0, (_status_kib("VmHWM") or before) - before)
-        figures["method"] = "VmHWM after reset"
-    else:
-        before = _max_rss_kib()
-        started = time.perf_counter()
-        figures.update(run(args.file))
-        figures["seconds"] = time.perf_counter() - started
-        figures["rss_growth_kib"] = max(0, _max_rss_kib() - before)
-        figures["method"] = "ru_maxrss growth"
+    figures: dict[str, Any] = {"idle_rss_kib": memory.status_kib("VmRSS") or memory.max_rss_kib()}
+    outcome, measured = memory.rss_growth(lambda: run(args.file))
+    figures.update(outcome)
+    figures.update(measured)
     print(PROBE_PREFIX + json.dumps(figures), flush=True)
     return 0
 

@@ -3,7 +3,7 @@ a fast realistic fill of the batch table, percentiles, free ports, child process
 cleaned up, and the machine description.
 
 Not a benchmark itself (run_all.py only runs bench_*.py). The machine and database descriptions are
-bench_sync.py's, so that every figure in docs/benchmarks.md describes the machine the same way.
+machine.py's, so that every figure in docs/benchmarks.md describes the machine the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_sync import describe_database, describe_machine  # noqa: F401  (re-exported)
+from machine import describe_database, describe_machine  # noqa: F401  (re-exported)
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -364,6 +365,31 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | 
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def production_env(database_url: str, redis: dict[str, str], **settings: str) -> dict[str, str]:
+    """The environment of a dashboard process started by a benchmark, as in production but on loopback:
+    none of the caller's own settings, DEBUG off with a fresh secret key, plain HTTP on 127.0.0.1 (no
+    HTTPS redirect, no secure cookies), no sign-in rate limit (the benchmarks sign in on purpose), the
+    private Redis (start_redis); `settings` on top."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DASHBOARD_", "OPENAI_", "SYNC_", "ALERTS_", "CELERY_"))
+    }
+    env.update(
+        **redis,
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SSL_REDIRECT="0",
+        DJANGO_SECURE_COOKIES="0",
+        DASHBOARD_LOGIN_RATE_LIMIT="0",
+        DATABASE_URL=database_url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(settings)
+    return env
 
 
 class Children:

@@ -236,7 +236,7 @@ def render_section(
 def describe_machine() -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     try:
-        from bench_sync import describe_machine as describe
+        from machine import describe_machine as describe
     finally:
         sys.path.remove(str(HERE))
     return describe()

@@ -7,6 +7,8 @@ the variable and the value it expected, rather than silently falling back to a d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 
@@ -14,6 +16,7 @@ class ImproperlyConfiguredEnv(Exception):
     """An environment variable holds a value that cannot be used."""
 
 
+_N = TypeVar("_N", int, float)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -35,26 +38,21 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ImproperlyConfiguredEnv(f"{name} must be a whole number; got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfiguredEnv(f"{name} must be at least {minimum}; got {value}")
-    return value
+    return _env_number(name, default, int, "a whole number", minimum)
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    return _env_number(name, default, float, "a number", minimum)
+
+
+def _env_number(name: str, default: _N, parse: Callable[[str], _N], what: str, minimum: _N | None) -> _N:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw.strip())
+        value = parse(raw.strip())
     except ValueError:
-        raise ImproperlyConfiguredEnv(f"{name} must be a number; got {raw!r}") from None
+        raise ImproperlyConfiguredEnv(f"{name} must be {what}; got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfiguredEnv(f"{name} must be at least {minimum}; got {value}")
     return value

@@ -205,5 +205,7 @@ class PinnedTransport(httpx.HTTPTransport):
 
 @lru_cache(maxsize=1)
 def ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~20 ms; one context serves any number of transports at once.
+    # Loading the CA bundle costs ~20 ms, paid again by every client (one per sync task) and every
+    # transport; one context serves any number of them at once. It is httpx's own default, built the
+    # first time. The API client, the connections' transports and the alert channels all share it.
     return httpx.create_ssl_context()

@@ -81,6 +81,15 @@ def _watch_until(condition, client, connection: Connection, seen: Counter, timeo
     raise AssertionError(f"timed out after {timeout} s; pages seen: {dict(seen)}")
 
 
+def _wait_out_backoff(client, connection: Connection, seen: Counter) -> None:
+    _watch_until(
+        lambda: not _waiting(Connection.objects.get(pk=connection.pk), timezone.now()),
+        client,
+        connection,
+        seen,
+    )
+
+
 def test_pages_stay_up_with_a_stale_marker_and_the_mirror_converges_once_api_faults_stop(
     start_worker, start_simulator, client, monkeypatch
 ):
@@ -100,12 +109,7 @@ def test_pages_stay_up_with_a_stale_marker_and_the_mirror_converges_once_api_fau
             break
         simulator.advance(seconds=900)
         # A run enqueued while the connection waits is skipped without a trace: wait it out first.
-        _watch_until(
-            lambda: not _waiting(Connection.objects.get(pk=connection.pk), timezone.now()),
-            client,
-            connection,
-            seen,
-        )
+        _wait_out_backoff(client, connection, seen)
         connection.refresh_from_db()
         before = (connection.last_error_at, connection.last_success_at)
         tasks.full_sync_batches.delay(connection.pk)
@@ -125,12 +129,7 @@ def test_pages_stay_up_with_a_stale_marker_and_the_mirror_converges_once_api_fau
     assert seen[RATE_LIMITED] >= 1 and seen[UNREACHABLE] >= 1, seen
 
     simulator.set_faults()
-    _watch_until(
-        lambda: not _waiting(Connection.objects.get(pk=connection.pk), timezone.now()),
-        client,
-        connection,
-        seen,
-    )
+    _wait_out_backoff(client, connection, seen)
     connection.refresh_from_db()
     run_task_and_wait(tasks.full_sync_batches, connection)
     run_task_and_wait(tasks.refresh_active_batches, connection)
