@@ -23,7 +23,8 @@ from django.utils.safestring import SafeString, mark_safe
 from batches import charts, history
 from batches.connections import is_configured
 from batches.eta import EtaRange
-from batches.models import KNOWN_STATUSES, Batch, Connection
+from batches.models import Batch, Connection
+from batches.statuses import ACTIVE_STATUSES, KNOWN_STATUSES, STATUS_TIMESTAMP_FIELD, TERMINAL_STATUSES
 from dashboard.prepared import PreparedQuery
 
 PAGE_SIZE = 50
@@ -389,12 +390,11 @@ class Phase:
 
 def phases(batch: Batch) -> list[Phase]:
     """The life-cycle from the API's own timestamps: each phase with its start and duration."""
-    outcome_at = batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
+    outcome_at = next(
+        (at for s in TERMINAL_STATUSES if (at := getattr(batch, STATUS_TIMESTAMP_FIELD[s])) is not None), None
+    )
     steps: list[tuple[str, datetime | None]] = [
-        ("validating", batch.created_at),
-        ("in_progress", batch.in_progress_at),
-        ("finalizing", batch.finalizing_at),
-        ("cancelling", batch.cancelling_at),
+        (status, getattr(batch, STATUS_TIMESTAMP_FIELD[status])) for status in ACTIVE_STATUSES
     ]
     started = sorted(((name, at) for name, at in steps if at is not None), key=lambda step: step[1])
     result = []

@@ -21,22 +21,10 @@ from typing import Any, Literal
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from batches.api_client import BATCH_TIMESTAMP_FIELDS
-from batches.api_client import Batch as APIBatch
+from batches.api_client import BATCH_TIMESTAMP_FIELDS, ApiBatch
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
-
-# The API timestamp that marks entering each status, for the status-change rows.
-STATUS_TIMESTAMP_FIELD = {
-    "validating": "created_at",
-    "in_progress": "in_progress_at",
-    "finalizing": "finalizing_at",
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelling": "cancelling_at",
-    "cancelled": "cancelled_at",
-}
+from batches.statuses import STATUS_TIMESTAMP_FIELD
 
 # When progress was last seen, the rate it implies and the ETA: derived from an observation and the
 # one before it (see _progress).
@@ -48,7 +36,7 @@ _NO_PROGRESS: Progress = (None, None, None)
 class Observation:
     """One API batch as seen at one time, with what its rows need besides the batch itself."""
 
-    api: APIBatch
+    api: ApiBatch
     # The observation time as a statement parameter: encoded once per page, not once per column.
     at: Any
     connection_pk: int = 0
@@ -73,7 +61,7 @@ class Column:
 # --- the columns -------------------------------------------------------------------------------
 
 
-def _counts(api_batch: APIBatch) -> tuple[int, int, int]:
+def _counts(api_batch: ApiBatch) -> tuple[int, int, int]:
     """Completed, failed and total requests; zeros when the API sends no counts."""
     counts = api_batch.request_counts
     return (counts.completed, counts.failed, counts.total) if counts else (0, 0, 0)
@@ -342,7 +330,7 @@ class Written:
 
 
 def _progress(
-    api_batch: APIBatch,
+    api_batch: ApiBatch,
     now: datetime,
     *,
     previous_done: int | None = None,
@@ -370,7 +358,7 @@ def _progress(
     return last_progress_at, guess.rate_per_minute, guess.eta_at
 
 
-def write_page(connection_pk: int, api_batches: Sequence[APIBatch], observed_at: datetime) -> Written:
+def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at: datetime) -> Written:
     """Write one page of observations, in the caller's transaction. Idempotent, and a stale
     observation never overwrites a newer one."""
     written = Written()
@@ -458,6 +446,6 @@ def write_page(connection_pk: int, api_batches: Sequence[APIBatch], observed_at:
     return written
 
 
-def _counts_changed(old_raw: dict[str, Any], api_batch: APIBatch) -> bool:
+def _counts_changed(old_raw: dict[str, Any], api_batch: ApiBatch) -> bool:
     old = old_raw.get("request_counts") or {}
     return (old.get("completed"), old.get("failed"), old.get("total")) != _counts(api_batch)

@@ -33,6 +33,8 @@ BATCH_TIME_FIELDS = (
 )
 FAR_FUTURE = 2**62
 
+# The API's statuses, kept here rather than imported from batches.statuses because the simulator models
+# the API from outside the dashboard; tests/test_statuses.py keeps the two lists equal.
 STATUSES: tuple[str, ...] = (
     "validating",
     "failed",

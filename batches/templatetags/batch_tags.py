@@ -6,13 +6,13 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from batches import rows
+from batches import rows, statuses
 
 register = template.Library()
 # The texts rows.py also writes: one definition for the row's Python and the pages' templates.
 register.filter("duration", rows.duration)
-register.filter("status_class", rows.status_class)
-register.filter("status_label", rows.status_label)
+register.filter("status_class", statuses.status_class)
+register.filter("status_label", statuses.status_label)
 
 
 @register.filter
