@@ -27,9 +27,9 @@ from batches.models import Batch, BatchStatusChange, ProgressSnapshot
 from batches.statuses import STATUS_TIMESTAMP_FIELD
 
 # When progress was last seen, the rate it implies and the ETA: derived from an observation and the
-# one before it (see _progress).
-Progress = tuple[datetime | None, float | None, datetime | None]
-_NO_PROGRESS: Progress = (None, None, None)
+# one before it (see _progress); the values of the three _PROGRESS_COLUMN_NAMES.
+ProgressColumns = tuple[datetime | None, float | None, datetime | None]
+_NO_PROGRESS: ProgressColumns = (None, None, None)
 
 
 @dataclass(slots=True)
@@ -42,7 +42,7 @@ class Observation:
     connection_pk: int = 0
     pk: int = 0  # the batch's row, once stored
     old_status: str = ""  # the stored status it changes from; "" for a batch first seen
-    progress: Progress = _NO_PROGRESS
+    progress: ProgressColumns = _NO_PROGRESS
 
 
 Encoding = Literal["datetime", "json"]
@@ -335,7 +335,7 @@ def _progress(
     *,
     previous_done: int | None = None,
     previous_at: datetime | None = None,
-) -> Progress:
+) -> ProgressColumns:
     """When progress was last seen, and the rate and ETA it implies."""
     completed, failed, total = _counts(api_batch)
     done = completed + failed

@@ -58,7 +58,7 @@ class Plan:
     errors: tuple[dict[str, Any], ...] | None = None  # validation fails with these
 
 
-class Progress:
+class ProgressCurve:
     """Requests processed x seconds after in_progress began: piecewise linear, uneven.
 
     Segments have random lengths and rates: some are pauses, some are bursts. The last one always
@@ -207,7 +207,7 @@ class SimBatch:
         self.cancel_at: int | None = None
         self.cancel_s: int | None = None
         total = requests.total if requests is not None and plan.errors is None else 0
-        self._progress = Progress(total, plan.run_s, progress_key)
+        self._progress = ProgressCurve(total, plan.run_s, progress_key)
         self._final: Snap | None = None
 
     @property
