@@ -16,6 +16,12 @@ register.filter("status_label", statuses.status_label)
 
 
 @register.filter
+def active_total(counts: dict[str, int]) -> int:
+    """Batches still running, from the counts per status (the page's title)."""
+    return sum(counts.get(status, 0) for status in statuses.ACTIVE_STATUSES)
+
+
+@register.filter
 def since(value: datetime | None) -> str:
     if value is None:
         return ""
