@@ -390,12 +390,11 @@ class Phase:
 
 def phases(batch: Batch) -> list[Phase]:
     """The life-cycle from the API's own timestamps: each phase with its start and duration."""
-    outcome_at = next(
-        (at for s in TERMINAL_STATUSES if (at := getattr(batch, STATUS_TIMESTAMP_FIELD[s])) is not None), None
-    )
-    steps: list[tuple[str, datetime | None]] = [
-        (status, getattr(batch, STATUS_TIMESTAMP_FIELD[status])) for status in ACTIVE_STATUSES
-    ]
+    entered: dict[str, datetime | None] = {
+        status: getattr(batch, field) for status, field in STATUS_TIMESTAMP_FIELD.items()
+    }
+    outcome_at = next((entered[s] for s in TERMINAL_STATUSES if entered[s] is not None), None)
+    steps = [(status, entered[status]) for status in ACTIVE_STATUSES]
     started = sorted(((name, at) for name, at in steps if at is not None), key=lambda step: step[1])
     result = []
     for index, (name, at) in enumerate(started):
