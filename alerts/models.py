@@ -12,10 +12,12 @@ from django.db import models
 from alerts import environment
 from batches import secrets
 from batches.models import Batch, Connection
+from batches.statuses import TERMINAL_STATUSES
 from dashboard.redaction import register_secret
 
-# Outcome events come from status changes; the last two from looking at active batches.
-OUTCOME_EVENTS = ("completed", "failed", "expired", "cancelled")
+# Outcome events, one per terminal status, come from status changes; the last two from looking at
+# active batches.
+OUTCOME_EVENTS = TERMINAL_STATUSES
 EVENTS = (*OUTCOME_EVENTS, "stalled", "at_risk")
 EVENT_LABELS = {
     "completed": "completed",

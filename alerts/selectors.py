@@ -12,7 +12,8 @@ from django.db.models.functions import Coalesce
 from prometheus_client.core import GaugeMetricFamily
 
 from alerts.models import Channel, Delivery
-from batches.models import KNOWN_STATUSES, Batch, Connection
+from batches.models import Batch, Connection
+from batches.statuses import KNOWN_STATUSES
 
 PREFIX = "batch_dashboard"
 TOKEN_KINDS = ("input", "cached", "output", "reasoning", "total")

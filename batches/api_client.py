@@ -25,10 +25,8 @@ from urllib.parse import quote
 import httpx
 
 from batches.jsonl import split_lines
+from batches.statuses import KNOWN_STATUSES, TERMINAL_STATUSES
 from dashboard import outbound
-
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-KNOWN_STATUSES = TERMINAL_STATUSES | {"validating", "in_progress", "finalizing", "cancelling"}
 
 _INITIAL_RETRY_DELAY = 0.5
 _MAX_RETRY_DELAY = 8.0
@@ -429,7 +427,7 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
+class ApiBatch:
     id: str
     object: str
     endpoint: str | None
@@ -451,7 +449,7 @@ class Batch:
     request_counts: RequestCounts | None
     errors: tuple[BatchErrorItem, ...]
     usage: Usage | None
-    # Dicts are unhashable; leaving them out of the hash keeps Batch usable in sets.
+    # Dicts are unhashable; leaving them out of the hash keeps ApiBatch usable in sets.
     metadata: dict[str, str] | None = field(hash=False)
     raw: dict[str, Any] = field(hash=False, repr=False)
     problems: tuple[str, ...] = ()
@@ -465,7 +463,7 @@ class Batch:
         return self.status in KNOWN_STATUSES
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Batch:
+    def from_json(cls, data: dict[str, Any]) -> ApiBatch:
         batch_id = _require_id(data, "batch")
         problems: list[str] = []
         status = data.get("status")
@@ -531,8 +529,8 @@ class FileObject:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchPage:
-    data: tuple[Batch, ...]
+class ApiBatchPage:
+    data: tuple[ApiBatch, ...]
     first_id: str | None
     last_id: str | None
     has_more: bool
@@ -542,13 +540,13 @@ class BatchPage:
     skipped: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BatchPage:
+    def from_json(cls, data: dict[str, Any]) -> ApiBatchPage:
         items, has_more = _list_items(data)
-        batches: list[Batch] = []
+        batches: list[ApiBatch] = []
         skipped: list[str] = []
         for position, item in enumerate(items):
             try:
-                batches.append(Batch.from_json(item))
+                batches.append(ApiBatch.from_json(item))
             except MalformedResponseError as error:
                 skipped.append(f"item {position + 1} of the page: {error}")
         return cls(
@@ -572,7 +570,7 @@ class _FilePage:
         return cls(data=tuple(FileObject.from_json(item) for item in items), has_more=has_more)
 
 
-_PageT = TypeVar("_PageT", BatchPage, _FilePage)
+_PageT = TypeVar("_PageT", ApiBatchPage, _FilePage)
 
 
 # --------------------------------------------------------------------------- client
@@ -745,19 +743,19 @@ class BatchAPIClient:
 
     # ----------------------------------------------------------------------- batches
 
-    def list_batch_pages(self, *, limit: int = 100, after: str | None = None) -> Iterator[BatchPage]:
+    def list_batch_pages(self, *, limit: int = 100, after: str | None = None) -> Iterator[ApiBatchPage]:
         limit = max(1, min(_MAX_BATCH_PAGE, limit))
-        return self._walk_pages("batches", {"limit": limit}, after, BatchPage.from_json)
+        return self._walk_pages("batches", {"limit": limit}, after, ApiBatchPage.from_json)
 
-    def iter_batches(self, *, limit: int = 100, after: str | None = None) -> Iterator[Batch]:
+    def iter_batches(self, *, limit: int = 100, after: str | None = None) -> Iterator[ApiBatch]:
         for page in self.list_batch_pages(limit=limit, after=after):
             yield from page.data
 
-    def retrieve_batch(self, batch_id: str) -> Batch:
-        return self._call("GET", f"batches/{_quoted(batch_id)}", Batch.from_json)
+    def retrieve_batch(self, batch_id: str) -> ApiBatch:
+        return self._call("GET", f"batches/{_quoted(batch_id)}", ApiBatch.from_json)
 
-    def cancel_batch(self, batch_id: str) -> Batch:
-        return self._call("POST", f"batches/{_quoted(batch_id)}/cancel", Batch.from_json)
+    def cancel_batch(self, batch_id: str) -> ApiBatch:
+        return self._call("POST", f"batches/{_quoted(batch_id)}/cancel", ApiBatch.from_json)
 
     def create_batch(
         self,
@@ -767,7 +765,7 @@ class BatchAPIClient:
         completion_window: str = "24h",
         metadata: dict[str, str] | None = None,
         output_expires_after: dict[str, Any] | None = None,
-    ) -> Batch:
+    ) -> ApiBatch:
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,
@@ -778,7 +776,7 @@ class BatchAPIClient:
         if output_expires_after is not None:
             body["output_expires_after"] = output_expires_after
         # A second create after a lost response would start (and bill) a duplicate batch.
-        return self._call("POST", "batches", Batch.from_json, json=body, retry_if_sent=False)
+        return self._call("POST", "batches", ApiBatch.from_json, json=body, retry_if_sent=False)
 
     # ----------------------------------------------------------------------- files
 

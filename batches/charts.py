@@ -15,6 +15,8 @@ from datetime import date, datetime
 from html import escape
 from itertools import pairwise
 
+from batches.statuses import TERMINAL_STATUSES
+
 WIDTH, HEIGHT = 640, 200
 # The list page's chart sits above the table: lower, so that the table stays in view.
 OUTCOMES_HEIGHT = 150
@@ -23,6 +25,7 @@ LEFT, RIGHT, TOP, BOTTOM = 52, 12, 24, 26
 THROUGHPUT_BUCKETS = 48
 MAX_LINE_POINTS = 240
 
+# One per terminal status (the outcome charts draw them in TERMINAL_STATUSES order), and the rate.
 COLOURS = {
     "completed": "#1a7f37",
     "failed": "#cf222e",
@@ -30,7 +33,6 @@ COLOURS = {
     "cancelled": "#6e7781",
     "rate": "#0969da",
 }
-OUTCOME_ORDER = ("completed", "failed", "expired", "cancelled")
 
 
 def _text(value: object) -> str:
@@ -264,7 +266,7 @@ def _legend(items: Sequence[tuple[str, str]], x: float = LEFT + 8) -> str:
 def outcomes_svg(days: Sequence[date], counts: dict[tuple[date, str], int]) -> str:
     """Stacked bars: finished batches per day, by outcome."""
     label = f"Batches finished per day over the last {len(days)} days, by outcome"
-    totals = {day: sum(counts.get((day, status), 0) for status in OUTCOME_ORDER) for day in days}
+    totals = {day: sum(counts.get((day, status), 0) for status in TERMINAL_STATUSES) for day in days}
     if not days:
         return _empty(label, "No days to show.")
     # Headroom above the highest bar for its total.
@@ -275,7 +277,7 @@ def outcomes_svg(days: Sequence[date], counts: dict[tuple[date, str], int]) -> s
     for index, day in enumerate(days):
         x = frame.x(index) + slot * 0.18
         base = 0
-        for status in OUTCOME_ORDER:
+        for status in TERMINAL_STATUSES:
             n = counts.get((day, status), 0)
             if not n:
                 continue
@@ -295,6 +297,6 @@ def outcomes_svg(days: Sequence[date], counts: dict[tuple[date, str], int]) -> s
             f'<text x="{middle:.1f}" y="{frame.height - 8}" text-anchor="middle" fill="currentColor">'
             f"{_text(f'{day:%a %d}')}</text>"
         )
-    sums = {status: sum(counts.get((day, status), 0) for day in days) for status in OUTCOME_ORDER}
-    body.append(_legend([(f"{status} {sums[status]}", COLOURS[status]) for status in OUTCOME_ORDER]))
+    sums = {status: sum(counts.get((day, status), 0) for day in days) for status in TERMINAL_STATUSES}
+    body.append(_legend([(f"{status} {sums[status]}", COLOURS[status]) for status in TERMINAL_STATUSES]))
     return _svg(label, body, OUTCOMES_HEIGHT)

@@ -11,7 +11,8 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from batches.eta import NO_ESTIMATE, EtaRange, estimate_from_history
-from batches.models import TERMINAL_STATUSES, Batch, ProgressSnapshot
+from batches.models import Batch, ProgressSnapshot
+from batches.statuses import STATUS_TIMESTAMP_FIELD, TERMINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def outcomes_by_day(
     rows = (
         (queryset if queryset is not None else Batch.objects.all())
         .filter(status__in=TERMINAL_STATUSES)
-        .alias(finished_at=Coalesce("completed_at", "failed_at", "expired_at", "cancelled_at"))
+        .alias(finished_at=Coalesce(*(STATUS_TIMESTAMP_FIELD[status] for status in TERMINAL_STATUSES)))
         .filter(finished_at__gte=start)
         .annotate(day=TruncDate("finished_at"))
         .values("day", "status")

@@ -13,19 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
-# The API accepts a cancel only before the batch has begun finalizing.
-CANCELLABLE_STATUSES = ("validating", "in_progress")
-KNOWN_STATUSES = (
-    "validating",
-    "in_progress",
-    "finalizing",
-    "completed",
-    "failed",
-    "expired",
-    "cancelling",
-    "cancelled",
-)
+from batches.statuses import CANCELLABLE_STATUSES
 
 
 class Connection(models.Model):

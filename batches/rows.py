@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from batches import selectors
 from batches.models import Batch, Progress
+from batches.statuses import status_class, status_label
 
 
 def duration(value: timedelta | None) -> str:
@@ -46,23 +47,6 @@ def ago_text(value: datetime, now: datetime) -> str:
 def until_text(value: datetime, now: datetime) -> str:
     left = value - now
     return f"in {duration(left)}" if left >= timedelta(seconds=1) else "any moment now"
-
-
-def status_class(status: str) -> str:
-    return {
-        "completed": "ok",
-        "failed": "bad",
-        "expired": "bad",
-        "cancelled": "muted",
-        "cancelling": "warn",
-        "in_progress": "run",
-        "finalizing": "run",
-        "validating": "wait",
-    }.get(status, "unknown")
-
-
-def status_label(status: str) -> str:
-    return status.replace("_", " ")
 
 
 CHIP_KEY_CHARS = 20

@@ -24,7 +24,8 @@ from django.utils.safestring import SafeString, mark_safe
 from batches import charts, history
 from batches.connections import is_configured
 from batches.eta import EtaRange
-from batches.models import KNOWN_STATUSES, Batch, Connection
+from batches.models import Batch, Connection
+from batches.statuses import ACTIVE_STATUSES, KNOWN_STATUSES, STATUS_TIMESTAMP_FIELD, TERMINAL_STATUSES
 from dashboard.prepared import PreparedQuery
 
 PAGE_SIZE = 50
@@ -399,13 +400,11 @@ class Phase:
 
 def phases(batch: Batch) -> list[Phase]:
     """The life-cycle from the API's own timestamps: each phase with its start and duration."""
-    outcome_at = batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
-    steps: list[tuple[str, datetime | None]] = [
-        ("validating", batch.created_at),
-        ("in_progress", batch.in_progress_at),
-        ("finalizing", batch.finalizing_at),
-        ("cancelling", batch.cancelling_at),
-    ]
+    entered: dict[str, datetime | None] = {
+        status: getattr(batch, field) for status, field in STATUS_TIMESTAMP_FIELD.items()
+    }
+    outcome_at = next((entered[s] for s in TERMINAL_STATUSES if entered[s] is not None), None)
+    steps = [(status, entered[status]) for status in ACTIVE_STATUSES]
     started = sorted(((name, at) for name, at in steps if at is not None), key=lambda step: step[1])
     result = []
     for index, (name, at) in enumerate(started):

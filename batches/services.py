@@ -103,7 +103,7 @@ def create_from_upload(
     metadata: dict[str, str],
     user: Actor | None,
     request: HttpRequest | None = None,
-) -> submit.Outcome:
+) -> submit.SubmitOutcome:
     """Create a batch from an uploaded file (batches.results.submit does the work) and record who asked."""
     outcome = submit.create_from_upload(
         connection,
@@ -128,7 +128,7 @@ def create_from_upload(
 
 def resubmit_failed(
     batch: Batch, *, user: Actor | None, request: HttpRequest | None = None
-) -> submit.Outcome:
+) -> submit.SubmitOutcome:
     """Re-submit the requests of a batch that did not succeed (batches.results.submit does the work) and
     record who asked."""
     outcome = submit.resubmit_failed(batch)

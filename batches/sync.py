@@ -17,9 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from batches import writer
-from batches.api_client import APIError, BatchAPIClient
-from batches.api_client import Batch as APIBatch
-from batches.api_client import BatchPage as APIBatchPage
+from batches.api_client import ApiBatch, ApiBatchPage, APIError, BatchAPIClient
 from batches.connections import client_for
 from batches.models import Batch, Connection
 
@@ -36,7 +34,7 @@ class SyncResult:
     unchanged: int = 0
     api_calls: int = 0
     pages: int = 0
-    skipped: int = 0  # list items that were not batch objects with an id (see BatchPage.skipped)
+    skipped: int = 0  # list items that were not batch objects with an id (see ApiBatchPage.skipped)
     unsaved: int = 0  # batches the database refused (see upsert_batches); logged, tried again next run
     seen_ids: set[str] = field(default_factory=set)
 
@@ -48,7 +46,7 @@ class SyncResult:
         self.seen_ids |= other.seen_ids
 
 
-def _note_skipped(connection: Connection, page: APIBatchPage, total: SyncResult) -> None:
+def _note_skipped(connection: Connection, page: ApiBatchPage, total: SyncResult) -> None:
     if page.skipped:
         total.skipped += len(page.skipped)
         logger.warning(
@@ -65,7 +63,7 @@ _DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def upsert_batches(
-    connection: Connection, api_batches: Sequence[APIBatch], *, observed_at: datetime
+    connection: Connection, api_batches: Sequence[ApiBatch], *, observed_at: datetime
 ) -> SyncResult:
     """Write one page of observations. Idempotent, and a stale observation never overwrites a newer one.
 
@@ -100,7 +98,7 @@ def upsert_batches(
     return result
 
 
-def _unsaved(connection: Connection, api_batch: APIBatch, error: Exception) -> SyncResult:
+def _unsaved(connection: Connection, api_batch: ApiBatch, error: Exception) -> SyncResult:
     logger.error(
         "sync of %s: batch %s could not be saved and was skipped (%s: %s)",
         connection.name,
@@ -114,7 +112,7 @@ def _unsaved(connection: Connection, api_batch: APIBatch, error: Exception) -> S
 
 
 def _upsert_page(
-    connection: Connection, api_batches: Sequence[APIBatch], observed_at: datetime
+    connection: Connection, api_batches: Sequence[ApiBatch], observed_at: datetime
 ) -> SyncResult:
     written = writer.write_page(connection.pk, api_batches, observed_at)
     return SyncResult(

@@ -166,7 +166,7 @@ def batch_resubmit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return render(request, "batches/results/resubmit.html", context)
     if retries and request.POST.get("again") != "1":
         # A second click, or a second operator: re-running the same requests again bills them again.
-        outcome = submit.Outcome(
+        outcome = submit.SubmitOutcome(
             False,
             f"This batch was already re-submitted as {retries[-1].batch_id}. Confirm to re-submit it again.",
         )

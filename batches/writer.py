@@ -22,40 +22,28 @@ from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.options import Options
 
-from batches.api_client import BATCH_TIMESTAMP_FIELDS
-from batches.api_client import Batch as APIBatch
+from batches.api_client import BATCH_TIMESTAMP_FIELDS, ApiBatch
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
-
-# The API timestamp that marks entering each status, for the status-change rows.
-STATUS_TIMESTAMP_FIELD = {
-    "validating": "created_at",
-    "in_progress": "in_progress_at",
-    "finalizing": "finalizing_at",
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelling": "cancelling_at",
-    "cancelled": "cancelled_at",
-}
+from batches.statuses import STATUS_TIMESTAMP_FIELD
 
 # When progress was last seen, the rate it implies and the ETA: derived from an observation and the
-# one before it (see _progress).
-Progress = tuple[datetime | None, float | None, datetime | None]
-_NO_PROGRESS: Progress = (None, None, None)
+# one before it (see _progress); the values of the three _PROGRESS_COLUMN_NAMES.
+ProgressColumns = tuple[datetime | None, float | None, datetime | None]
+_NO_PROGRESS: ProgressColumns = (None, None, None)
 
 
 @dataclass(slots=True)
 class Observation:
     """One API batch as seen at one time, with what its rows need besides the batch itself."""
 
-    api: APIBatch
+    api: ApiBatch
     # The observation time as a statement parameter: encoded once per page, not once per column.
     at: Any
     connection_pk: int = 0
     pk: int = 0  # the batch's row, once stored
     old_status: str = ""  # the stored status it changes from; "" for a batch first seen
-    progress: Progress = _NO_PROGRESS
+    progress: ProgressColumns = _NO_PROGRESS
 
 
 Encoding = Literal["datetime", "json"]
@@ -74,7 +62,7 @@ class Column:
 # --- the columns -------------------------------------------------------------------------------
 
 
-def _counts(api_batch: APIBatch) -> tuple[int, int, int]:
+def _counts(api_batch: ApiBatch) -> tuple[int, int, int]:
     """Completed, failed and total requests; zeros when the API sends no counts."""
     counts = api_batch.request_counts
     return (counts.completed, counts.failed, counts.total) if counts else (0, 0, 0)
@@ -351,12 +339,12 @@ class Written:
 
 
 def _progress(
-    api_batch: APIBatch,
+    api_batch: ApiBatch,
     now: datetime,
     *,
     previous_done: int | None = None,
     previous_at: datetime | None = None,
-) -> Progress:
+) -> ProgressColumns:
     """When progress was last seen, and the rate and ETA it implies."""
     completed, failed, total = _counts(api_batch)
     done = completed + failed
@@ -379,7 +367,7 @@ def _progress(
     return last_progress_at, guess.rate_per_minute, guess.eta_at
 
 
-def write_page(connection_pk: int, api_batches: Sequence[APIBatch], observed_at: datetime) -> Written:
+def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at: datetime) -> Written:
     """Write one page of observations, in the caller's transaction. Idempotent, and a stale
     observation never overwrites a newer one."""
     written = Written()
@@ -467,6 +455,6 @@ def write_page(connection_pk: int, api_batches: Sequence[APIBatch], observed_at:
     return written
 
 
-def _counts_changed(old_raw: dict[str, Any], api_batch: APIBatch) -> bool:
+def _counts_changed(old_raw: dict[str, Any], api_batch: ApiBatch) -> bool:
     old = old_raw.get("request_counts") or {}
     return (old.get("completed"), old.get("failed"), old.get("total")) != _counts(api_batch)

@@ -114,7 +114,6 @@ PROJECTS = tuple(
 OWNERS = ("ana", "ben", "chen", "dara", "eli", "fay", "gus", "hana", "ivan", "jo", "kai", "lea", "mo", "nia")
 # Connections and their share of the batches.
 CONNECTIONS = (("prod-eu", 50), ("prod-us", 30), ("research", 20))
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def _weighted(rng: random.Random, table: Sequence[tuple[Any, int]]) -> Any:
@@ -151,11 +150,12 @@ def make_connections(now: datetime) -> list:
 def _batch(rng: random.Random, number: int, connection, now: datetime):
     """One batch as the sync would have stored it, with an API-shaped raw JSON."""
     from batches.models import Batch
+    from batches.statuses import TERMINAL_STATUSES
 
     status = _weighted(rng, STATUS_WEIGHTS)
     endpoint = _weighted(rng, ENDPOINTS)
     model = rng.choice(EMBEDDING_MODELS if endpoint == "/v1/embeddings" else CHAT_MODELS)
-    terminal = status in TERMINAL
+    terminal = status in TERMINAL_STATUSES
     # Active batches are from the last day; finished ones spread over the last 30 days.
     age = timedelta(seconds=rng.uniform(60, 86_000 if not terminal else 30 * 86_400))
     created = now - age

@@ -33,6 +33,8 @@ BATCH_TIME_FIELDS = (
 )
 FAR_FUTURE = 2**62
 
+# The API's statuses, kept here rather than imported from batches.statuses because the simulator models
+# the API from outside the dashboard; tests/test_statuses.py keeps the two lists equal.
 STATUSES: tuple[str, ...] = (
     "validating",
     "failed",
@@ -56,7 +58,7 @@ class Plan:
     errors: tuple[dict[str, Any], ...] | None = None  # validation fails with these
 
 
-class Progress:
+class ProgressCurve:
     """Requests processed x seconds after in_progress began: piecewise linear, uneven.
 
     Segments have random lengths and rates: some are pauses, some are bursts. The last one always
@@ -205,7 +207,7 @@ class SimBatch:
         self.cancel_at: int | None = None
         self.cancel_s: int | None = None
         total = requests.total if requests is not None and plan.errors is None else 0
-        self._progress = Progress(total, plan.run_s, progress_key)
+        self._progress = ProgressCurve(total, plan.run_s, progress_key)
         self._final: Snap | None = None
 
     @property

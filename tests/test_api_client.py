@@ -16,16 +16,16 @@ import respx
 
 from batches import api_client
 from batches.api_client import (
+    ApiBatch,
+    ApiBatchPage,
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    Batch,
     BatchAPIClient,
     BatchErrorItem,
-    BatchPage,
     ClientConfig,
     ConflictError,
     FileObject,
@@ -268,7 +268,7 @@ def test_it_lists_a_single_page_with_the_limit_and_no_after(api, client):
     pages = list(client.list_batch_pages(limit=2))
 
     assert len(pages) == 1
-    assert isinstance(pages[0], BatchPage)
+    assert isinstance(pages[0], ApiBatchPage)
     assert [b.id for b in pages[0].data] == ["b1", "b2"]
     assert (pages[0].first_id, pages[0].last_id, pages[0].has_more) == ("b1", "b2", False)
     assert dict(route.calls.last.request.url.params) == {"limit": "2"}
@@ -1017,7 +1017,7 @@ def test_create_is_retried_when_the_connection_was_never_made(api, client, sleep
 
 
 def test_a_batch_with_only_an_id_and_everything_else_null_or_missing_parses():
-    batch = Batch.from_json(
+    batch = ApiBatch.from_json(
         {
             "id": "b1",
             "status": "validating",
@@ -1045,11 +1045,11 @@ def test_a_batch_with_only_an_id_and_everything_else_null_or_missing_parses():
 
 def test_a_batch_without_an_id_is_malformed():
     with pytest.raises(MalformedResponseError):
-        Batch.from_json(batch_json(batch_id=...))
+        ApiBatch.from_json(batch_json(batch_id=...))
 
 
 def test_a_missing_status_is_flagged_not_fatal():
-    batch = Batch.from_json(batch_json(status=...))
+    batch = ApiBatch.from_json(batch_json(status=...))
 
     assert batch.status == ""
     assert not batch.is_terminal
@@ -1057,7 +1057,7 @@ def test_a_missing_status_is_flagged_not_fatal():
 
 
 def test_empty_string_file_ids_mean_none():
-    batch = Batch.from_json(batch_json(input_file_id="", output_file_id="", error_file_id=""))
+    batch = ApiBatch.from_json(batch_json(input_file_id="", output_file_id="", error_file_id=""))
 
     assert (batch.input_file_id, batch.output_file_id, batch.error_file_id) == (None, None, None)
     assert batch.problems == ()
@@ -1066,7 +1066,7 @@ def test_empty_string_file_ids_mean_none():
 def test_unknown_fields_are_kept_in_raw():
     data = batch_json(new_feature={"nested": [1, 2]}, priority="high")
 
-    batch = Batch.from_json(data)
+    batch = ApiBatch.from_json(data)
 
     assert batch.raw["new_feature"] == {"nested": [1, 2]}
     assert batch.raw["priority"] == "high"
@@ -1074,7 +1074,7 @@ def test_unknown_fields_are_kept_in_raw():
 
 
 def test_an_unknown_status_is_kept_as_given_and_is_not_terminal():
-    batch = Batch.from_json(batch_json(status="paused_for_review"))
+    batch = ApiBatch.from_json(batch_json(status="paused_for_review"))
 
     assert batch.status == "paused_for_review"
     assert not batch.is_known_status
@@ -1095,7 +1095,7 @@ def test_an_unknown_status_is_kept_as_given_and_is_not_terminal():
     ],
 )
 def test_exactly_the_four_final_statuses_are_terminal(status, terminal):
-    batch = Batch.from_json(batch_json(status=status))
+    batch = ApiBatch.from_json(batch_json(status=status))
 
     assert batch.is_known_status
     assert batch.is_terminal is terminal
@@ -1114,7 +1114,7 @@ def test_exactly_the_four_final_statuses_are_terminal(status, terminal):
     ],
 )
 def test_timestamps_may_be_unix_seconds_or_iso_8601_and_become_aware_utc(value):
-    batch = Batch.from_json(batch_json(created_at=value))
+    batch = ApiBatch.from_json(batch_json(created_at=value))
 
     assert batch.created_at == CREATED_DT
     assert batch.created_at.tzinfo is UTC
@@ -1122,14 +1122,14 @@ def test_timestamps_may_be_unix_seconds_or_iso_8601_and_become_aware_utc(value):
 
 
 def test_fractional_unix_timestamps_keep_their_fraction():
-    batch = Batch.from_json(batch_json(created_at=CREATED + 0.5))
+    batch = ApiBatch.from_json(batch_json(created_at=CREATED + 0.5))
 
     assert batch.created_at == CREATED_DT + timedelta(milliseconds=500)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "", True, 1e20, float("nan"), {"at": 1}])
 def test_an_unparseable_timestamp_becomes_none_and_is_flagged(value):
-    batch = Batch.from_json(batch_json(expires_at=value))
+    batch = ApiBatch.from_json(batch_json(expires_at=value))
 
     assert batch.expires_at is None
     assert len(batch.problems) == 1
@@ -1137,27 +1137,27 @@ def test_an_unparseable_timestamp_becomes_none_and_is_flagged(value):
 
 
 def test_negative_counts_are_kept_and_flagged():
-    batch = Batch.from_json(batch_json(request_counts={"total": 10, "completed": -1, "failed": 0}))
+    batch = ApiBatch.from_json(batch_json(request_counts={"total": 10, "completed": -1, "failed": 0}))
 
     assert batch.request_counts == RequestCounts(total=10, completed=-1, failed=0)
     assert batch.problems == ("request_counts.completed is negative (-1)",)
 
 
 def test_completed_greater_than_total_is_kept_and_flagged():
-    batch = Batch.from_json(batch_json(request_counts={"total": 10, "completed": 12, "failed": 0}))
+    batch = ApiBatch.from_json(batch_json(request_counts={"total": 10, "completed": 12, "failed": 0}))
 
     assert batch.request_counts == RequestCounts(total=10, completed=12, failed=0)
     assert batch.problems == ("request_counts: completed (12) > total (10)",)
 
 
 def test_completed_plus_failed_greater_than_total_is_flagged():
-    batch = Batch.from_json(batch_json(request_counts={"total": 10, "completed": 8, "failed": 3}))
+    batch = ApiBatch.from_json(batch_json(request_counts={"total": 10, "completed": 8, "failed": 3}))
 
     assert batch.problems == ("request_counts: completed + failed (11) > total (10)",)
 
 
 def test_a_count_that_is_not_a_number_is_flagged_and_read_as_zero():
-    batch = Batch.from_json(batch_json(request_counts={"total": "ten", "completed": 0, "failed": 0}))
+    batch = ApiBatch.from_json(batch_json(request_counts={"total": "ten", "completed": 0, "failed": 0}))
 
     assert batch.request_counts == RequestCounts(total=0, completed=0, failed=0)
     assert len(batch.problems) == 1
@@ -1168,7 +1168,7 @@ def test_a_count_that_is_not_a_number_is_flagged_and_read_as_zero():
     [None, ..., {"object": "list", "data": None}, {"object": "list", "data": []}],
 )
 def test_absent_or_empty_errors_give_an_empty_tuple(errors):
-    batch = Batch.from_json(batch_json(errors=errors))
+    batch = ApiBatch.from_json(batch_json(errors=errors))
 
     assert batch.errors == ()
     assert batch.problems == ()
@@ -1183,7 +1183,7 @@ def test_batch_errors_are_parsed_from_the_list_object():
         ],
     }
 
-    batch = Batch.from_json(batch_json(status="failed", errors=errors))
+    batch = ApiBatch.from_json(batch_json(status="failed", errors=errors))
 
     assert batch.errors == (
         BatchErrorItem("invalid_json", "Line 4 is not JSON", None, 4),
@@ -1194,7 +1194,7 @@ def test_batch_errors_are_parsed_from_the_list_object():
 def test_usage_without_token_details_reads_as_zeros():
     usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
 
-    batch = Batch.from_json(batch_json(usage=usage))
+    batch = ApiBatch.from_json(batch_json(usage=usage))
 
     assert batch.usage == Usage(
         input_tokens=10, cached_tokens=0, output_tokens=5, reasoning_tokens=0, total_tokens=15
@@ -1210,19 +1210,19 @@ def test_usage_with_null_details_reads_as_zeros():
         "total_tokens": 15,
     }
 
-    assert Batch.from_json(batch_json(usage=usage)).usage == Usage(10, 0, 5, 0, 15)
+    assert ApiBatch.from_json(batch_json(usage=usage)).usage == Usage(10, 0, 5, 0, 15)
 
 
 def test_metadata_values_that_are_not_strings_are_converted_and_flagged():
-    batch = Batch.from_json(batch_json(metadata={"n": 3, "ok": "yes"}))
+    batch = ApiBatch.from_json(batch_json(metadata={"n": 3, "ok": "yes"}))
 
     assert batch.metadata == {"n": "3", "ok": "yes"}
     assert len(batch.problems) == 1
 
 
 def test_a_batch_is_hashable_and_compares_by_value():
-    first = Batch.from_json(batch_json())
-    second = Batch.from_json(batch_json())
+    first = ApiBatch.from_json(batch_json())
+    second = ApiBatch.from_json(batch_json())
 
     assert first == second
     assert len({first, second}) == 1

@@ -24,7 +24,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from alerts import tasks as alert_tasks
-from batches.models import KNOWN_STATUSES, Batch, Connection
+from batches.models import Batch, Connection
+from batches.statuses import KNOWN_STATUSES
 from tests.conftest import free_port
 from tests.factories import make_batch, make_user
 from tests.faults.test_random_requests import (

@@ -200,10 +200,10 @@ def test_the_fast_insert_writes_every_column_the_orm_would(simulator_connection,
 
 
 def test_malformed_list_items_are_counted_and_logged_not_fatal(simulator_connection, simulator, caplog):
-    from batches.api_client import BatchPage
+    from batches.api_client import ApiBatchPage
 
     good = simulator.batches()[0]  # a batch object exactly as the simulator serves it
-    page = BatchPage.from_json({"object": "list", "data": [good, {"object": "batch"}], "has_more": False})
+    page = ApiBatchPage.from_json({"object": "list", "data": [good, {"object": "batch"}], "has_more": False})
     total = sync.SyncResult()
     with caplog.at_level("WARNING", logger="batches.sync"):
         sync._note_skipped(simulator_connection, page, total)

@@ -177,10 +177,9 @@ def test_a_sync_that_fails_outside_the_api_records_the_failure_and_backs_off(
 
 
 def test_the_parser_clamps_request_counts_and_drops_token_counts_beyond_their_columns():
-    from batches.api_client import MAX_REQUEST_COUNT
-    from batches.api_client import Batch as APIBatch
+    from batches.api_client import MAX_REQUEST_COUNT, ApiBatch
 
-    parsed = APIBatch.from_json(
+    parsed = ApiBatch.from_json(
         {
             "id": "batch_x",
             "status": "in_progress",

@@ -9,14 +9,14 @@ import pytest
 from django.db import connection
 
 from batches import writer
-from batches.api_client import Batch as APIBatch
+from batches.api_client import ApiBatch
 
 INSERTS = [writer.NEW_BATCH, writer.STATUS_CHANGE, writer.SNAPSHOT]
 NOW = datetime(2026, 11, 28, 4, 16, 0, 123456, tzinfo=UTC)
 
 
-def _api_batch() -> APIBatch:
-    return APIBatch.from_json(
+def _api_batch() -> ApiBatch:
+    return ApiBatch.from_json(
         {
             "id": "batch_writer",
             "object": "batch",

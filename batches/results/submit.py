@@ -76,7 +76,7 @@ def retry_metadata(original: dict[str, Any] | None, batch_id: str) -> tuple[dict
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SubmitOutcome:
     ok: bool
     message: str
     batch: Batch | None = None
@@ -119,26 +119,26 @@ def _store(connection: Connection, api_batch) -> Batch:
     return Batch.objects.select_related("connection").get(connection=connection, batch_id=api_batch.id)
 
 
-def resubmit_failed(batch: Batch) -> Outcome:
+def resubmit_failed(batch: Batch) -> SubmitOutcome:
     """Re-run the requests of a terminal batch that did not succeed (failed, expired or cancelled
     before they ran): the input file's lines whose custom_id has no 2xx line in the output file."""
     if not can_resubmit(batch):
-        return Outcome(False, "This batch has nothing to re-submit.")
+        return SubmitOutcome(False, "This batch has nothing to re-submit.")
     try:
         client = open_client(batch.connection)
     except ResultsError as error:
-        return Outcome(False, error.message)
+        return SubmitOutcome(False, error.message)
     with client, tempfile.TemporaryFile() as retry_file:
         try:
             succeeded = _succeeded_ids(client, batch.output_file_id) if batch.output_file_id else set()
         except NotFoundError:
-            return Outcome(
+            return SubmitOutcome(
                 False,
                 "The output file is no longer available, so the dashboard cannot tell which requests "
                 "succeeded; nothing was re-submitted.",
             )
         except APIError as error:
-            return Outcome(False, f"{describe(error)} Nothing was re-submitted.")
+            return SubmitOutcome(False, f"{describe(error)} Nothing was re-submitted.")
         count = skipped = 0
         try:
             with closing(client.iter_file_lines(batch.input_file_id)) as lines:
@@ -150,11 +150,13 @@ def resubmit_failed(batch: Batch) -> Outcome:
                         retry_file.write(raw + b"\n")
                         count += 1
         except NotFoundError:
-            return Outcome(False, "The input file is no longer available; nothing was re-submitted.")
+            return SubmitOutcome(False, "The input file is no longer available; nothing was re-submitted.")
         except APIError as error:
-            return Outcome(False, f"{describe(error)} Nothing was re-submitted.")
+            return SubmitOutcome(False, f"{describe(error)} Nothing was re-submitted.")
         if not count:
-            return Outcome(False, "Every request of this batch succeeded: there is nothing to re-submit.")
+            return SubmitOutcome(
+                False, "Every request of this batch succeeded: there is nothing to re-submit."
+            )
         retry_file.seek(0)
         metadata, dropped = retry_metadata(batch.metadata, batch.batch_id)
         try:
@@ -162,7 +164,7 @@ def resubmit_failed(batch: Batch) -> Outcome:
                 filename=f"{batch.batch_id}_retry.jsonl", content=retry_file, purpose="batch"
             )
         except APIError as error:
-            return Outcome(False, f"Uploading the failed requests failed. {describe(error)}")
+            return SubmitOutcome(False, f"Uploading the failed requests failed. {describe(error)}")
         try:
             api_batch = client.create_batch(
                 input_file_id=uploaded.id,
@@ -171,7 +173,7 @@ def resubmit_failed(batch: Batch) -> Outcome:
                 metadata=metadata,
             )
         except APIError as error:
-            return Outcome(
+            return SubmitOutcome(
                 False,
                 f"The failed requests were uploaded (file {uploaded.id}) but the batch was not created. "
                 f"{describe(error)}",
@@ -185,7 +187,7 @@ def resubmit_failed(batch: Batch) -> Outcome:
     if dropped:
         message += f" Metadata keys left out to make room for {RETRY_OF_KEY}: {', '.join(dropped)}."
     logger.info("batch %s re-submitted as %s with %d requests", batch.batch_id, new.batch_id, count)
-    return Outcome(True, message, new)
+    return SubmitOutcome(True, message, new)
 
 
 # --------------------------------------------------------------------------- creating from an upload
@@ -209,29 +211,29 @@ def create_from_upload(
     completion_window: str,
     metadata: dict[str, str],
     user: User | AnonymousUser | None,
-) -> Outcome:
+) -> SubmitOutcome:
     """Validate the whole file first (nothing reaches the API unless every line is valid), then upload
     it, create the batch with metadata naming who created it, and mirror it at once."""
     if completion_window not in COMPLETION_WINDOWS:
-        return Outcome(False, f"Unknown completion window {completion_window!r}.")
+        return SubmitOutcome(False, f"Unknown completion window {completion_window!r}.")
     upload.seek(0)
     report = validate_upload(iter(lambda: upload.read(1024 * 1024), b""), endpoint, size)
     if not report.ok:
         count = report.bad_lines
         summary = f"{count:,} invalid line{'s' if count != 1 else ''}" if count else "The file is not valid"
-        return Outcome(False, f"{summary}; nothing was uploaded.", report=report)
+        return SubmitOutcome(False, f"{summary}; nothing was uploaded.", report=report)
     username = user.get_username() if user is not None and user.is_authenticated else "unknown"
     full_metadata = {**metadata, CREATED_BY_KEY: username}
     try:
         client = open_client(connection)
     except ResultsError as error:
-        return Outcome(False, error.message)
+        return SubmitOutcome(False, error.message)
     with client:
         upload.seek(0)
         try:
             uploaded = client.upload_file(filename=_upload_name(filename), content=upload, purpose="batch")
         except APIError as error:
-            return Outcome(False, f"The upload failed. {describe(error)}")
+            return SubmitOutcome(False, f"The upload failed. {describe(error)}")
         try:
             api_batch = client.create_batch(
                 input_file_id=uploaded.id,
@@ -240,7 +242,7 @@ def create_from_upload(
                 metadata=full_metadata,
             )
         except APIError as error:
-            return Outcome(
+            return SubmitOutcome(
                 False,
                 f"The file was uploaded (file {uploaded.id}) but the batch was not created. "
                 f"{describe(error)}",
@@ -248,4 +250,4 @@ def create_from_upload(
     new = _store(connection, api_batch)
     logger.info("batch %s created by %s from %d requests", new.batch_id, username, report.lines)
     noun = "request" if report.lines == 1 else "requests"
-    return Outcome(True, f"Batch {new.batch_id} created from {report.lines:,} {noun}.", new)
+    return SubmitOutcome(True, f"Batch {new.batch_id} created from {report.lines:,} {noun}.", new)

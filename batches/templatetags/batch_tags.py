@@ -6,13 +6,19 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from batches import rows
+from batches import rows, statuses
 
 register = template.Library()
 # The texts rows.py also writes: one definition for the row's Python and the pages' templates.
 register.filter("duration", rows.duration)
-register.filter("status_class", rows.status_class)
-register.filter("status_label", rows.status_label)
+register.filter("status_class", statuses.status_class)
+register.filter("status_label", statuses.status_label)
+
+
+@register.filter
+def active_total(counts: dict[str, int]) -> int:
+    """Batches still running, from the counts per status (the page's title)."""
+    return sum(counts.get(status, 0) for status in statuses.ACTIVE_STATUSES)
 
 
 @register.filter

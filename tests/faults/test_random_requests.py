@@ -29,7 +29,8 @@ from django.utils import timezone
 from alerts import tasks as alert_tasks
 from alerts.models import Channel, Delivery
 from batches import connections, sync
-from batches.models import KNOWN_STATUSES, Batch, Connection
+from batches.models import Batch, Connection
+from batches.statuses import KNOWN_STATUSES
 from tests.conftest import free_port
 from tests.factories import make_batch, make_user
 from tests.webhook_signatures import signed_headers
