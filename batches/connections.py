@@ -11,7 +11,7 @@ import os
 from django.conf import settings
 
 from batches import secrets
-from batches.api_client import BatchAPIClient, ClientConfig
+from batches.api.client import BatchAPIClient, ClientConfig
 from batches.models import Connection
 from dashboard import outbound
 from dashboard.redaction import register_secret

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from batches import writer
-from batches.api_client import ApiBatch, ApiBatchPage, APIError, BatchAPIClient
+from batches.api.client import ApiBatch, ApiBatchPage, APIError, BatchAPIClient
 from batches.connections import client_for
 from batches.models import Batch, Connection
 

@@ -1,4 +1,4 @@
-"""Unit tests for batches.api_client, with every HTTP exchange mocked by respx."""
+"""Unit tests for batches.api.client, with every HTTP exchange mocked by respx."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import httpx
 import pytest
 import respx
 
-from batches import api_client
-from batches.api_client import (
+from batches.api import client as api_client
+from batches.api.client import (
     ApiBatch,
     ApiBatchPage,
     APIConnectionError,

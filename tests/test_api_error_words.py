@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batches.api_client import (
+from batches.api.client import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
