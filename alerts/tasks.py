@@ -8,7 +8,7 @@ from celery import shared_task
 
 from alerts import services
 from batches import schedule, sync
-from batches.api.client import APIError
+from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 

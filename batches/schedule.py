@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from batches.api.client import RateLimitError
+from batches.api.errors import RateLimitError
 from batches.connections import environment_connection, is_configured
 from batches.models import Connection
 

@@ -16,7 +16,8 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import AuditEvent
 from batches import secrets, sync
-from batches.api.client import APIError, BatchAPIClient, describe
+from batches.api.client import BatchAPIClient
+from batches.api.errors import APIError, describe
 from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, CancelRequest, Connection
 from batches.results import submit

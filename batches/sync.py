@@ -17,7 +17,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from batches import writer
-from batches.api.client import ApiBatch, ApiBatchPage, APIError, BatchAPIClient
+from batches.api.client import BatchAPIClient
+from batches.api.errors import APIError
+from batches.api.objects import ApiBatch, ApiBatchPage
 from batches.connections import client_for
 from batches.models import Batch, Connection
 

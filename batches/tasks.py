@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 
 from batches import schedule, sync
-from batches.api.client import APIError
+from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 

@@ -22,7 +22,7 @@ from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.options import Options
 
-from batches.api.client import BATCH_TIMESTAMP_FIELDS, ApiBatch
+from batches.api.objects import BATCH_TIMESTAMP_FIELDS, ApiBatch
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
 from batches.statuses import STATUS_TIMESTAMP_FIELD

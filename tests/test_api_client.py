@@ -1,4 +1,4 @@
-"""Unit tests for batches.api.client, with every HTTP exchange mocked by respx."""
+"""Unit tests for batches.api (client, errors, objects), with every HTTP exchange mocked by respx."""
 
 from __future__ import annotations
 
@@ -15,29 +15,23 @@ import pytest
 import respx
 
 from batches.api import client as api_client
-from batches.api.client import (
-    ApiBatch,
-    ApiBatchPage,
+from batches.api.client import BatchAPIClient, ClientConfig
+from batches.api.errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    BatchAPIClient,
-    BatchErrorItem,
-    ClientConfig,
     ConflictError,
-    FileObject,
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
-    RequestCounts,
     UnprocessableEntityError,
-    Usage,
 )
+from batches.api.objects import ApiBatch, ApiBatchPage, BatchErrorItem, FileObject, RequestCounts, Usage
 
 BASE_URL = "https://api.test/v1"
 API_KEY = "sk-test-0123456789-SECRET"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batches.api.client import (
+from batches.api.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,

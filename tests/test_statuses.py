@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batches.api.client import BATCH_TIMESTAMP_FIELDS
+from batches.api.objects import BATCH_TIMESTAMP_FIELDS
 from batches.models import Batch
 from batches.statuses import (
     ACTIVE_STATUSES,

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from batches import connections, schedule, sync, writer
-from batches.api.client import BatchAPIClient, ClientConfig, RateLimitError
+from batches.api.client import BatchAPIClient, ClientConfig
+from batches.api.errors import RateLimitError
 from batches.models import Batch, BatchStatusChange, Connection, ProgressSnapshot
 
 pytestmark = pytest.mark.django_db
@@ -200,7 +201,7 @@ def test_the_fast_insert_writes_every_column_the_orm_would(simulator_connection,
 
 
 def test_malformed_list_items_are_counted_and_logged_not_fatal(simulator_connection, simulator, caplog):
-    from batches.api.client import ApiBatchPage
+    from batches.api.objects import ApiBatchPage
 
     good = simulator.batches()[0]  # a batch object exactly as the simulator serves it
     page = ApiBatchPage.from_json({"object": "list", "data": [good, {"object": "batch"}], "has_more": False})

@@ -177,7 +177,7 @@ def test_a_sync_that_fails_outside_the_api_records_the_failure_and_backs_off(
 
 
 def test_the_parser_clamps_request_counts_and_drops_token_counts_beyond_their_columns():
-    from batches.api.client import MAX_REQUEST_COUNT, ApiBatch
+    from batches.api.objects import MAX_REQUEST_COUNT, ApiBatch
 
     parsed = ApiBatch.from_json(
         {

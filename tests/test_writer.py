@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from batches import writer
-from batches.api.client import ApiBatch
+from batches.api.objects import ApiBatch
 
 INSERTS = [writer.NEW_BATCH, writer.STATUS_CHANGE, writer.SNAPSHOT]
 NOW = datetime(2026, 11, 28, 4, 16, 0, 123456, tzinfo=UTC)

@@ -14,7 +14,9 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import datetime
 
-from batches.api.client import APIError, BatchAPIClient, FileObject, NotFoundError, describe
+from batches.api.client import BatchAPIClient
+from batches.api.errors import APIError, NotFoundError, describe
+from batches.api.objects import FileObject
 from batches.connections import ConnectionNotConfigured, client_for
 from batches.models import Batch, Connection
 from batches.results.summaries import PreviewLine, parse_line

@@ -17,7 +17,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from batches import sync
-from batches.api.client import APIError, BatchAPIClient, NotFoundError, describe
+from batches.api.client import BatchAPIClient
+from batches.api.errors import APIError, NotFoundError, describe
 from batches.models import Batch, Connection
 from batches.results.files import ResultsError, open_client
 from batches.results.summaries import failure_of

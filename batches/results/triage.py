@@ -6,7 +6,7 @@ import json
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from batches.api.client import APIError, NotFoundError, describe
+from batches.api.errors import APIError, NotFoundError, describe
 from batches.models import Batch
 from batches.results.files import ResultsError, open_client
 from batches.results.summaries import failure_of

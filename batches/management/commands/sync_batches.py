@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from batches import schedule, sync
-from batches.api.client import APIError
+from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
 
