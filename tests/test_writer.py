@@ -62,6 +62,9 @@ def test_the_statement_and_its_rows_name_the_same_columns_in_the_same_order(inse
         assert dict(zip(columns, row, strict=True)) == expected
 
 
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="the SQLite encodings are used (and compared) on SQLite only"
+)
 def test_the_sqlite_encodings_are_what_django_would_store():
     # Django's own conversions for the same values, as the ORM would save them on SQLite.
     from django.db.backends.sqlite3.operations import DatabaseOperations
