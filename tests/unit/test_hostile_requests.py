@@ -329,6 +329,7 @@ def _send(client: Client, method: str, request: Request, url: str):
     return client.generic("POST", url, content, content_type=content_type, **request.headers)
 
 
+@pytest.mark.slow
 def test_no_url_pattern_answers_a_hostile_request_with_a_5xx(db, start_simulator, settings, monkeypatch):
     simulator = start_simulator(batches=30, seed=3)
     refused_hosts = _no_external_hosts(monkeypatch)

@@ -116,6 +116,7 @@ def hostile_stream(total_bytes: int) -> Iterator[bytes]:
         yield b"".join(chunk)
 
 
+@pytest.mark.slow
 def test_validating_a_large_stream_keeps_memory_bounded():
     size = 20 * 1024 * 1024
     tracemalloc.start()
