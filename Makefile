@@ -22,6 +22,7 @@ endef
 help:
 	@echo "make run    start the dashboard (prints the URL and a demo login)"
 	@echo "make test   run the whole test suite"
+	@echo "make test-fast  the unit tests (tests/unit/: no worker, no browser) but the slow ones, in under a minute"
 	@echo "make test-deploy  the deployment in deploy/ (nginx, TLS, gunicorn, PostgreSQL, Celery) and tests/deploy/"
 	@echo "make lint   ruff check, format check and mypy"
 	@echo "make bench  run the benchmarks in benchmarks/"
@@ -47,6 +48,13 @@ test-deps: deps
 # DJANGO_DEBUG=1 only so that settings need no secret key; tests run with DEBUG off regardless.
 test: test-deps
 	DJANGO_DEBUG=1 $(UV) run --frozen pytest
+
+# The unit tests alone, for the edit-test loop: one process (a private redis-server holds the cache, as in
+# production), no Celery worker, no browser, no simulator process; the two marked slow (a sweep of every
+# URL, a 20 MB stream: half a minute between them) are left to make test.
+test-fast: deps
+	$(call ensure_package,redis-server,redis-server)
+	DJANGO_DEBUG=1 $(UV) run --frozen pytest tests/unit -q -m "not slow"
 
 # mypy reads the settings (django-stubs' plugin); DJANGO_DEBUG=1 only so that they need no secret key.
 lint: deps

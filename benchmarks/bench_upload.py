@@ -25,7 +25,7 @@ For each: wall time, lines per second, and the growth of peak RSS over the proce
 (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere ru_maxrss growth), after a
 warm-up on a small file through the same code. The goal is < 64 MB of growth for every validation; the
 figures go to --json for docs/benchmarks.md. The tracemalloc heap peak is measured by the test suite
-(tests/test_upload_validation.py, on a 20 MB stream), since tracing slows Python down several times.
+(tests/unit/test_upload_validation.py, on a 20 MB stream), since tracing slows Python down several times.
 The database is a fresh SQLite file in the temporary directory, never var/db.sqlite3; no API is ever
 called (validation refuses the files first).
 """

@@ -1,4 +1,5 @@
-"""Shared parts of the fault suite: the pages a wall screen polls, and a Redis a test may kill."""
+"""Shared parts of the fault suite: the pages a wall screen polls, and a Redis a test may kill.
+Fault injection is part of integration: every test here is marked `faults` and `integration`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ import pytest
 from django.test import Client
 
 from tests.conftest import free_port, wait_for_port
+from tests.support.processes import start_worker  # noqa: F401 (a fixture of this level)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items: mark only this folder's.
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.faults)
+            item.add_marker(pytest.mark.integration)
+
 
 HTMX_SUMMARY = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "summary"}
 

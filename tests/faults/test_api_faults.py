@@ -1,7 +1,7 @@
 """A misbehaving API during full syncs on a real Celery worker: pages stay up and say the data is
 stale, and once the API behaves again the database equals the API exactly.
 
-(A worker killed with SIGKILL mid-sync is covered in tests/test_celery_sync.py:
+(A worker killed with SIGKILL mid-sync is covered in tests/integration/test_celery_sync.py:
 test_a_worker_killed_mid_sync_loses_nothing_and_duplicates_nothing.)
 """
 
@@ -10,16 +10,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import pytest
 from django.utils import timezone
 
 from batches import tasks
 from batches.models import Batch, Connection
-from tests.factories import make_user
 from tests.faults.conftest import fetch_dashboard_pages
-from tests.test_celery_sync import assert_mirror, run_task_and_wait
-
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+from tests.integration.test_celery_sync import assert_mirror, run_task_and_wait
+from tests.support.factories import make_user
 
 # About 30 % of API calls misbehave: 429 with retry-after, 500/502/503, answers slower than the
 # read timeout, and bodies cut off mid-way. The fault stream is seeded, and one worker makes the

@@ -21,10 +21,9 @@ import pytest
 from django.conf import settings
 from django.db import connection as db_connection
 
-from tests.conftest import REPO, free_port, subprocess_env, wait_for_port
-from tests.factories import make_batch, make_user
-
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+from tests.conftest import REPO, free_port, wait_for_port
+from tests.support.factories import make_batch, make_user
+from tests.support.processes import subprocess_env
 
 CLUSTER_RECORD = REPO / "var" / "ci-postgres-dir"
 

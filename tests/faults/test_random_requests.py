@@ -16,7 +16,6 @@ import traceback
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -32,10 +31,8 @@ from batches import connections, sync
 from batches.models import Batch, Connection
 from batches.statuses import KNOWN_STATUSES
 from tests.conftest import free_port
-from tests.factories import make_batch, make_user
-from tests.webhook_signatures import signed_headers
-
-pytestmark = pytest.mark.faults
+from tests.support.factories import make_batch, make_user
+from tests.support.webhook_signatures import signed_headers
 
 # FAULTS_FUZZ_SEED explores other seeds; the suite itself always runs the same requests.
 SEED = int(os.environ.get("FAULTS_FUZZ_SEED", "92025"))
@@ -213,7 +210,7 @@ KNOWN_UPSTREAM = {
 
 
 # 5xx the project sends on purpose. A download is a gateway to the API: when the API cannot serve the
-# file (here, a connection on a closed port) the answer is 502 Bad Gateway, as tests/test_results.py
+# file (here, a connection on a closed port) the answer is 502 Bad Gateway, as tests/unit/test_results.py
 # asserts.
 BY_DESIGN = {"download through an unreachable API": (502, re.compile(r"^/batches/\d+/files/[^/]+/download/"))}
 

@@ -14,12 +14,11 @@ from django.utils import timezone
 from batches import tasks
 from batches.models import Batch, Connection
 from dashboard.celery import app as celery_app
-from tests.conftest import WorkerProcess, free_port, start_beat_process, subprocess_env
-from tests.factories import make_user
+from tests.conftest import free_port
 from tests.faults.conftest import fetch_dashboard_pages
-from tests.test_celery_sync import assert_mirror, wait_until
-
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+from tests.integration.test_celery_sync import assert_mirror, wait_until
+from tests.support.factories import make_user
+from tests.support.processes import WorkerProcess, start_beat_process, subprocess_env
 
 
 def _mirrors(simulator, connection: Connection) -> bool:
