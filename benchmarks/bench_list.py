@@ -192,15 +192,6 @@ def requests_to_time(client, batches: int) -> list[Request]:
 # --- timing ---------------------------------------------------------------------------------------------
 
 
-class QueryCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
 def fetch(client, request: Request):
     response = client.get(request.url, headers=request.headers)
     if response.status_code != 200:
@@ -229,7 +220,7 @@ def check(client, request: Request) -> None:
 def time_one(client, request: Request, record: bool) -> None:
     from django.db import connection
 
-    counter = QueryCounter()
+    counter = benchlib.QueryCounter()
     with connection.execute_wrapper(counter):
         started = time.perf_counter()
         fetch(client, request)

@@ -285,20 +285,11 @@ class Measurement:
         return statistics.median(getattr(run, name) for run in self.runs)
 
 
-class QueryCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
 def timed(operation: Callable[[], Outcome]) -> Run:
     from django.db import connection as db
 
     gc.collect()
-    counter = QueryCounter()
+    counter = benchlib.QueryCounter()
     with db.execute_wrapper(counter):
         started = time.perf_counter()
         api_calls, detail = operation()

@@ -346,6 +346,17 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+class QueryCounter:
+    """A connection.execute_wrapper that counts the SQL statements run inside it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: Any, params: Any, many: Any, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
 # --- processes and ports ------------------------------------------------------------------------------
 
 
