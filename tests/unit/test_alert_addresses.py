@@ -8,7 +8,6 @@ from alerts import addresses, services
 from alerts.models import Channel, Delivery
 from batches.models import BatchStatusChange
 from tests.support.factories import make_batch, make_user
-from tests.support.receivers import Receiver
 from tests.unit.network import FakeDNS, guard_loopback, install_fake_dns
 
 pytestmark = pytest.mark.django_db
@@ -18,13 +17,6 @@ pytestmark = pytest.mark.django_db
 def encryption_key(settings):
     # Channels' URLs are stored encrypted with it (alerts/models.py).
     settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
-
-
-@pytest.fixture
-def hook():
-    receiver = Receiver((200,))
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture(autouse=True)

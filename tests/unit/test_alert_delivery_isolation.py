@@ -12,7 +12,6 @@ from alerts import services
 from alerts.models import Channel, Delivery
 from batches.models import BatchStatusChange
 from tests.support.factories import make_batch, make_user
-from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -26,13 +25,6 @@ def alert_settings(settings):
     settings.ALERTS_RETRY_BACKOFF = 30.0
     settings.ALERTS_MAX_ATTEMPTS = 3
     settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
-
-
-@pytest.fixture
-def hook():
-    receiver = Receiver((200,))
-    yield receiver
-    receiver.close()
 
 
 def finish_a_batch(batch_id: str = "batch_isolated") -> None:

@@ -16,7 +16,6 @@ from alerts import services
 from alerts.models import Channel, Delivery
 from batches.models import BatchStatusChange
 from tests.support.factories import make_batch, make_user
-from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -27,13 +26,6 @@ TOKEN = "XyZzY-path-token-0123456789"
 def encryption_key(settings) -> str:
     settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
     return settings.DASHBOARD_ENCRYPTION_KEY
-
-
-@pytest.fixture
-def hook():
-    receiver = Receiver((200,))
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture
