@@ -11,13 +11,11 @@ a fresh PostgreSQL database and a private Redis.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from tests.conftest import free_port, wait_for_port
+from tests.support.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -152,15 +151,8 @@ class Stack:
 
     def stop(self) -> None:
         # Web and workers first, then nginx: the order systemd would stop them in.
-        for _name, process in reversed(list(self.processes.items())):
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=20)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+        for process in reversed(list(self.processes.values())):
+            stop_process_group(process, timeout=20)
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from django.db import connection as db_connection
 
 from tests.conftest import REPO, free_port, wait_for_port
 from tests.support.factories import make_batch, make_user
-from tests.support.processes import subprocess_env
+from tests.support.processes import stop_process_group, subprocess_env
 
 CLUSTER_RECORD = REPO / "var" / "ci-postgres-dir"
 
@@ -119,9 +118,7 @@ def web_server(transactional_db, tmp_path: Path):
         wait_for_port(port, timeout=30)
         yield process, f"http://127.0.0.1:{port}", log_path
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
+        stop_process_group(process)
         log.close()
 
 

@@ -3,9 +3,6 @@ resumes by itself once Redis is back on its port."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 
 import pytest
@@ -18,7 +15,7 @@ from tests.conftest import free_port
 from tests.faults.conftest import fetch_dashboard_pages
 from tests.integration.test_celery_sync import assert_mirror, wait_until
 from tests.support.factories import make_user
-from tests.support.processes import WorkerProcess, start_beat_process, subprocess_env
+from tests.support.processes import WorkerProcess, start_beat_process, stop_process_group, subprocess_env
 
 
 def _mirrors(simulator, connection: Connection) -> bool:
@@ -27,16 +24,6 @@ def _mirrors(simulator, connection: Connection) -> bool:
     except AssertionError:
         return False
     return True
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -125,5 +112,5 @@ def test_pages_and_cancel_work_without_redis_and_syncing_resumes_when_it_returns
         assert victim.status == "cancelled"
         assert worker.process.poll() is None and beat.poll() is None
     finally:
-        _stop(beat)
+        stop_process_group(beat)
         worker.stop()

@@ -7,9 +7,7 @@ installs. Each test reads the real process's captured output.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +18,7 @@ import httpx
 
 from dashboard.redaction import MASK
 from tests.conftest import REPO, free_port, wait_for_port
-from tests.support.processes import start_beat_process, subprocess_env
+from tests.support.processes import start_beat_process, stop_process_group, subprocess_env
 
 WAYS = ("from the Celery logger:", "from a module logger:", "from print():", "from stderr:")
 
@@ -80,12 +78,7 @@ def test_beat_masks_secrets_in_every_log_line_and_in_print_output(transactional_
         wait_for(tmp_path / "beat.log", "from stderr:")
         time.sleep(0.5)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
     assert_masked((tmp_path / "beat.log").read_text(errors="replace"), shaped, known)
 
 
@@ -128,9 +121,7 @@ def test_gunicorns_own_error_and_access_logs_mask_secrets(tmp_path) -> None:
             wait_for(log_path, '"GET /login/')
             wait_for(log_path, "Invalid request")
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=15)
+            stop_process_group(process)
     output = log_path.read_text(errors="replace")
     assert shaped not in output
     assert f"GET /login/?key={MASK}" in output

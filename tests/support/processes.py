@@ -3,6 +3,7 @@ beat on the test database and the private Redis, each in its own session so that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,22 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM to the process's whole session, as systemd or Ctrl-C would stop it; SIGKILL if it has not
+    exited within `timeout` seconds. Every helper process the tests start runs in a session of its own."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 class WorkerProcess:
@@ -93,12 +110,7 @@ class WorkerProcess:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process_group(self.process)
         self.log.close()
 
 
@@ -154,6 +166,4 @@ def start_beat(transactional_db, redis_settings: str, tmp_path: Path):
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
+        stop_process_group(process)
