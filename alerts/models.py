@@ -34,6 +34,11 @@ class SecretUnavailable(Exception):
     not be read). The message names what is missing, never a value."""
 
 
+def _after_host(url: str, netloc: str) -> str:
+    """What follows the host in a URL: the path, query and fragment, where webhook tokens live."""
+    return url.split(netloc, 1)[-1]
+
+
 def hint_for_url(url: str) -> str:
     """What pages show of a URL: its scheme, host and the last four characters after the host (as
     connection keys are shown); never the path or query, where Slack and most webhooks keep a token."""
@@ -44,7 +49,7 @@ def hint_for_url(url: str) -> str:
         return "(not a valid URL)"
     if not parts.scheme:
         return ""
-    rest = url.split(parts.netloc, 1)[-1] if parts.netloc else ""
+    rest = _after_host(url, parts.netloc) if parts.netloc else ""
     tail = secrets.last4(rest)
     if not rest.strip("/"):
         return f"{parts.scheme}://{host}"[:300]  # nothing after the host to hide (or to show)
@@ -80,7 +85,7 @@ def _secret_parts(url: str) -> list[str]:
     except ValueError:
         return [url]
     found = [parts.password] if parts.password else []
-    rest = url.split(parts.netloc, 1)[-1] if parts.netloc else url
+    rest = _after_host(url, parts.netloc) if parts.netloc else url
     if rest.strip("/"):
         found.append(rest)
     return found
