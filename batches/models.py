@@ -313,6 +313,8 @@ class BulkCancelItem(models.Model):
     # After a 429: not sent again before this (the API's retry-after).
     not_before = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The token of the run that claimed it: only that run may write its answer.
+    claim = models.CharField(max_length=32, blank=True)
     message = models.TextField(blank=True)
 
     class Meta:

@@ -10,13 +10,14 @@ claim (compare-and-set from pending) and the lease of the one run at work on a r
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -51,10 +52,12 @@ RATE_LIMIT_BACKOFF = timedelta(seconds=5)
 TRANSIENT_BACKOFF = timedelta(seconds=10)
 # Transient failures of one batch before it counts as failed; a 429 never counts.
 MAX_TRANSIENT_ATTEMPTS = 3
-# Observed batches are written to the mirror in groups, one transaction each.
+# Answers (and the batches as observed) are written in groups, one transaction each.
 WRITE_EVERY = 25
-CLAIM_CHUNK = 200
+CLAIM_CHUNK = 50
 _RATE_LIMITED = "Rate limited by the API: trying again after its retry-after."
+# Marks an item whose run died after claiming it: it may have been cancelled already.
+_RECLAIMED = "Claimed by a run that stopped; checking with the API before sending again."
 # How long an item may be due with no run at work before the dispatcher enqueues its request again.
 SWEEP_GRACE = timedelta(seconds=30)
 
@@ -180,22 +183,29 @@ def _take_lease(bulk_pk: int, now: datetime) -> bool:
 
 
 class _Run:
-    """One pass over a bulk cancel's due items, with one API client per connection."""
+    """One pass over a bulk cancel's due items, with one API client per connection.
+
+    Items are claimed a chunk at a time (compare-and-set from pending, stamped with this run's token)
+    and answered in groups of WRITE_EVERY, one transaction each: per item a compare-and-set from
+    `sending` under the token, its CancelRequest and its audit event. A commit per group rather than
+    two per batch is most of what a bulk cancel costs besides the API calls."""
 
     def __init__(self, bulk: BulkCancel, now: datetime) -> None:
         self.bulk = bulk
         self.now = now
+        self.token = uuid.uuid4().hex
         self.clients: dict[int, BatchAPIClient | ConnectionNotConfigured] = {}
         # Connection -> when its rate limit ends: none of its batches is sent before then in this run.
         self.paused: dict[int, datetime] = {}
         self.observed: dict[int, list[ApiBatch]] = {}
+        self.answers: list[tuple[BulkCancelItem, str, str]] = []
         self.outcome_counts: dict[str, int] = {}
         self.answered = 0
 
     def work(self) -> None:
         BulkCancelItem.objects.filter(
             bulk=self.bulk, state=State.SENDING, claimed_at__lt=self.now - STALE_CLAIM
-        ).update(state=State.PENDING)
+        ).update(state=State.PENDING, claim="", message=_RECLAIMED)
         last_pk = 0
         while True:
             due = list(
@@ -206,35 +216,47 @@ class _Run:
             )
             if not due:
                 break
-            for item in due:
-                last_pk = item.pk
+            last_pk = due[-1].pk
+            for item in self._claim(due):
                 paused_until = self.paused.get(item.batch.connection_id)
                 if paused_until is not None:
-                    _postpone(item, paused_until, "Waiting: the API is rate limiting this connection.")
+                    self._postpone(item, paused_until, "Waiting: the API is rate limiting this connection.")
                     continue
                 self._answer(item)
-            self._write_observed()
+                if len(self.answers) >= WRITE_EVERY:
+                    self._write()
+            self._write()
             BulkCancel.objects.filter(pk=self.bulk.pk).update(running_until=timezone.now() + LEASE)
-        self._write_observed()
         if not BulkCancelItem.objects.filter(bulk=self.bulk, state__in=BulkCancelItem.OPEN_STATES).exists():
             BulkCancel.objects.filter(pk=self.bulk.pk, finished_at__isnull=True).update(
                 finished_at=timezone.now()
             )
 
-    def _answer(self, item: BulkCancelItem) -> None:
-        claimed = BulkCancelItem.objects.filter(pk=item.pk, state=State.PENDING).update(
-            state=State.SENDING, claimed_at=timezone.now(), attempts=item.attempts + 1
+    def _claim(self, due: list[BulkCancelItem]) -> list[BulkCancelItem]:
+        """The items of `due` this run now holds; any another run took meanwhile are left to it."""
+        BulkCancelItem.objects.filter(pk__in=[item.pk for item in due], state=State.PENDING).update(
+            state=State.SENDING, claimed_at=timezone.now(), claim=self.token, attempts=F("attempts") + 1
         )
-        if not claimed:
-            return  # another run has it
-        item.attempts += 1
+        mine = set(
+            BulkCancelItem.objects.filter(bulk=self.bulk, state=State.SENDING, claim=self.token).values_list(
+                "pk", flat=True
+            )
+        )
+        claimed = [item for item in due if item.pk in mine]
+        for item in claimed:
+            item.attempts += 1
+        return claimed
+
+    def _answer(self, item: BulkCancelItem) -> None:
         batch = item.batch
         if batch.is_terminal or batch.status in TERMINAL_STATUSES or batch.status == "cancelling":
-            self._finish(item, State.ALREADY_FINISHED, f"Already {batch.status}: nothing to cancel.")
+            self.answers.append((item, State.ALREADY_FINISHED, f"Already {batch.status}: nothing to cancel."))
             return
         client = self._client(batch.connection)
         if isinstance(client, ConnectionNotConfigured):
-            self._finish(item, State.FAILED, str(client))
+            self.answers.append((item, State.FAILED, str(client)))
+            return
+        if item.message == _RECLAIMED and self._cancelled_before(item, client):
             return
         try:
             api_batch = client.cancel_batch(batch.batch_id)
@@ -242,21 +264,34 @@ class _Run:
             wait = timedelta(seconds=error.retry_after) if error.retry_after else RATE_LIMIT_BACKOFF
             until = timezone.now() + wait
             self.paused[batch.connection_id] = until
-            _postpone(
-                item, until, "Rate limited by the API: trying again after its retry-after.", claimed=True
-            )
+            self._postpone(item, until, _RATE_LIMITED)
             return
         except (APITimeoutError, APIConnectionError, InternalServerError) as error:
             if item.attempts < MAX_TRANSIENT_ATTEMPTS:
-                _postpone(item, timezone.now() + TRANSIENT_BACKOFF, describe(error), claimed=True)
+                self._postpone(item, timezone.now() + TRANSIENT_BACKOFF, describe(error))
                 return
-            self._finish(item, State.FAILED, describe(error, undone="it was not cancelled"))
+            self.answers.append((item, State.FAILED, describe(error, undone="it was not cancelled")))
             return
         except APIError as error:
             self._refused(item, client, error)
             return
         self.observed.setdefault(batch.connection_id, []).append(api_batch)
-        self._finish(item, State.DONE, f"Cancellation requested: the batch is now {api_batch.status}.")
+        self.answers.append(
+            (item, State.DONE, f"Cancellation requested: the batch is now {api_batch.status}.")
+        )
+
+    def _cancelled_before(self, item: BulkCancelItem, client: BatchAPIClient) -> bool:
+        """A run that died between the API's answer and writing it down leaves its items claimed; the
+        batch's state on the API tells whether its cancel went through, so it is not sent twice."""
+        try:
+            current = client.retrieve_batch(item.batch.batch_id)
+        except APIError:
+            return False  # sent again below: a repeated cancel of a cancelling batch changes nothing
+        if current.status not in ("cancelling", "cancelled"):
+            return False
+        self.observed.setdefault(item.batch.connection_id, []).append(current)
+        self.answers.append((item, State.DONE, f"Cancellation requested: the batch is now {current.status}."))
+        return True
 
     def _refused(self, item: BulkCancelItem, client: BatchAPIClient, error: APIError) -> None:
         """The API said no: most often because the batch finished meanwhile, which is no error."""
@@ -267,37 +302,55 @@ class _Run:
         if current is not None:
             self.observed.setdefault(item.batch.connection_id, []).append(current)
             if current.status in TERMINAL_STATUSES or current.status == "cancelling":
-                self._finish(item, State.ALREADY_FINISHED, f"Already {current.status}: nothing to cancel.")
+                message = f"Already {current.status}: nothing to cancel."
+                self.answers.append((item, State.ALREADY_FINISHED, message))
                 return
         words = describe(
             error, refused="The API refused to cancel", gone="The API no longer knows this batch"
         )
-        self._finish(item, State.REFUSED, words)
+        self.answers.append((item, State.REFUSED, words))
 
-    def _finish(self, item: BulkCancelItem, state: str, message: str) -> None:
-        """The item's answer, once: the compare-and-set from `sending` means only its claimant writes it,
-        and with it the batch's cancel record and audit event."""
+    def _write(self) -> None:
+        """The answers so far, each once: the compare-and-set from `sending` under this run's token
+        means only the claimant writes an item's answer, and with it the batch's cancel record and audit
+        event. Then the batches as the API answered them (cancelling, or a refused one's true state)."""
+        user = self.bulk.user
         with transaction.atomic():
-            written = BulkCancelItem.objects.filter(pk=item.pk, state=State.SENDING).update(
-                state=state, message=message, not_before=None
-            )
-            if not written:
-                return
-            succeeded = state in (State.DONE, State.ALREADY_FINISHED)
-            user = self.bulk.user
-            CancelRequest.objects.create(
-                batch=item.batch, user=user, requested_at=timezone.now(), succeeded=succeeded, message=message
-            )
-            audit.record(
-                AuditEvent.Action.CANCEL,
-                actor=user,
-                actor_name="" if user else "bulk cancel",
-                target=f"{item.batch.connection.name}/{item.batch.batch_id}",
-                succeeded=succeeded,
-                detail=f"bulk cancel {self.bulk.pk}: {State(state).label}: {message}",
-            )
-        self.answered += 1
-        self.outcome_counts[state] = self.outcome_counts.get(state, 0) + 1
+            for item, state, message in self.answers:
+                written = BulkCancelItem.objects.filter(
+                    pk=item.pk, state=State.SENDING, claim=self.token
+                ).update(state=state, message=message, not_before=None)
+                if not written:
+                    continue
+                succeeded = state in (State.DONE, State.ALREADY_FINISHED)
+                CancelRequest.objects.create(
+                    batch=item.batch,
+                    user=user,
+                    requested_at=timezone.now(),
+                    succeeded=succeeded,
+                    message=message,
+                )
+                audit.record(
+                    AuditEvent.Action.CANCEL,
+                    actor=user,
+                    actor_name="" if user else "bulk cancel",
+                    target=f"{item.batch.connection.name}/{item.batch.batch_id}",
+                    succeeded=succeeded,
+                    detail=f"bulk cancel {self.bulk.pk}: {State(state).label}: {message}",
+                )
+                self.answered += 1
+                self.outcome_counts[state] = self.outcome_counts.get(state, 0) + 1
+        self.answers.clear()
+        for connection_id, api_batches in self.observed.items():
+            connection = Connection.objects.get(pk=connection_id)
+            sync.upsert_batches(connection, api_batches, observed_at=timezone.now())
+        self.observed.clear()
+
+    def _postpone(self, item: BulkCancelItem, until: datetime, message: str) -> None:
+        """Back to pending, due again at `until`; a rate limit is not a failure of the batch."""
+        BulkCancelItem.objects.filter(pk=item.pk, state=State.SENDING, claim=self.token).update(
+            state=State.PENDING, not_before=until, message=message, claim=""
+        )
 
     def _client(self, connection: Connection) -> BatchAPIClient | ConnectionNotConfigured:
         if connection.pk not in self.clients:
@@ -306,16 +359,6 @@ class _Run:
             except ConnectionNotConfigured as error:
                 self.clients[connection.pk] = error
         return self.clients[connection.pk]
-
-    def _write_observed(self) -> None:
-        """Show what the API answered at once (cancelling, or the true state of a refused batch)."""
-        for connection_id, api_batches in self.observed.items():
-            connection = Connection.objects.get(pk=connection_id)
-            for start in range(0, len(api_batches), WRITE_EVERY):
-                sync.upsert_batches(
-                    connection, api_batches[start : start + WRITE_EVERY], observed_at=timezone.now()
-                )
-        self.observed.clear()
 
     def close(self) -> None:
         for client in self.clients.values():
@@ -334,13 +377,6 @@ class _Run:
         if pending:
             retry_in = max(0.5, (waiting - timezone.now()).total_seconds()) if waiting else 0.5
         return RunOutcome(ran=True, answered=self.answered, retry_in=retry_in, counts=self.outcome_counts)
-
-
-def _postpone(item: BulkCancelItem, until: datetime, message: str, *, claimed: bool = False) -> None:
-    """Back to pending, due again at `until`; a rate limit is not a failure of the batch."""
-    BulkCancelItem.objects.filter(pk=item.pk, state=State.SENDING if claimed else State.PENDING).update(
-        state=State.PENDING, not_before=until, message=message
-    )
 
 
 def unfinished_bulk_cancels(now: datetime | None = None) -> Sequence[int]:

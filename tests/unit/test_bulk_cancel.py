@@ -268,3 +268,19 @@ def test_a_lost_task_is_enqueued_again_by_the_dispatcher(synced, operator):
     assert services_bulk.unfinished_bulk_cancels(later) == [outcome.bulk.pk]
     services_bulk.run_bulk_cancel(outcome.bulk.pk)
     assert services_bulk.unfinished_bulk_cancels(later) == []
+
+
+def test_a_run_that_died_after_cancelling_is_not_cancelled_again_by_the_next(synced, simulator, operator):
+    chosen = running(synced, 2)
+    outcome = start(chosen, operator)
+    # A worker claimed both, had the first cancelled by the API, then died before writing anything down.
+    long_ago = timezone.now() - services_bulk.STALE_CLAIM - timedelta(seconds=1)
+    BulkCancelItem.objects.update(state=State.SENDING, claim="dead", claimed_at=long_ago, attempts=1)
+    from batches.connections import client_for
+
+    with client_for(synced) as client:
+        client.cancel_batch(chosen[0].batch_id)
+    services_bulk.run_bulk_cancel(outcome.bulk.pk)
+    assert set(BulkCancelItem.objects.values_list("state", flat=True)) == {State.DONE}
+    assert simulator.cancels_accepted() == {b.batch_id: 1 for b in chosen}
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.CANCEL).count() == 2
