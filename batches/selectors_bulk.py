@@ -66,7 +66,7 @@ class BulkProgress:
     already_finished: int
     refused: int
     failed: int
-    rate_limited: int  # of the pending, those waiting out the API's retry-after
+    waiting: int  # of the pending, those due later: after a 429's retry-after or a failed attempt's backoff
     problems: list[BulkCancelItem]
 
     @property
@@ -88,7 +88,7 @@ def bulk_progress(bulk: BulkCancel) -> BulkProgress:
     counts = dict.fromkeys(State.values, 0)
     for state, n in bulk.items.order_by().values_list("state").annotate(n=Count("id")):
         counts[state] = n
-    rate_limited = bulk.items.filter(state=State.PENDING, not_before__isnull=False).count()
+    waiting = bulk.items.filter(state=State.PENDING, not_before__isnull=False).count()
     problems = list(
         bulk.items.filter(state__in=(State.REFUSED, State.FAILED))
         .select_related("batch")
@@ -102,7 +102,7 @@ def bulk_progress(bulk: BulkCancel) -> BulkProgress:
         already_finished=counts[State.ALREADY_FINISHED],
         refused=counts[State.REFUSED],
         failed=counts[State.FAILED],
-        rate_limited=rate_limited,
+        waiting=waiting,
         problems=problems,
     )
 

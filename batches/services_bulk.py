@@ -162,24 +162,23 @@ def run_bulk_cancel(bulk_pk: int, *, now: datetime | None = None) -> RunOutcome:
     must wait (a rate limit's retry-after, a transient failure's backoff): then retry_in says when to
     run again."""
     started = now or timezone.now()
-    if not _take_lease(bulk_pk, started):
+    lease = started + LEASE
+    taken = (
+        BulkCancel.objects.filter(pk=bulk_pk, finished_at__isnull=True)
+        .filter(Q(running_until__isnull=True) | Q(running_until__lt=started))
+        .update(running_until=lease)
+    )
+    if not taken:
         return RunOutcome(ran=False)
     bulk = BulkCancel.objects.select_related("user").get(pk=bulk_pk)
-    run = _Run(bulk, started)
+    run = _Run(bulk, started, lease)
     try:
         run.work()
     finally:
         run.close()
-        BulkCancel.objects.filter(pk=bulk_pk).update(running_until=None)
+        # Only our own lease: had it run out and another run taken over, that one's stays.
+        BulkCancel.objects.filter(pk=bulk_pk, running_until=run.lease).update(running_until=None)
     return run.outcome()
-
-
-def _take_lease(bulk_pk: int, now: datetime) -> bool:
-    return bool(
-        BulkCancel.objects.filter(pk=bulk_pk, finished_at__isnull=True)
-        .filter(Q(running_until__isnull=True) | Q(running_until__lt=now))
-        .update(running_until=now + LEASE)
-    )
 
 
 class _Run:
@@ -190,9 +189,10 @@ class _Run:
     `sending` under the token, its CancelRequest and its audit event. A commit per group rather than
     two per batch is most of what a bulk cancel costs besides the API calls."""
 
-    def __init__(self, bulk: BulkCancel, now: datetime) -> None:
+    def __init__(self, bulk: BulkCancel, now: datetime, lease: datetime) -> None:
         self.bulk = bulk
         self.now = now
+        self.lease = lease
         self.token = uuid.uuid4().hex
         self.clients: dict[int, BatchAPIClient | ConnectionNotConfigured] = {}
         # Connection -> when its rate limit ends: none of its batches is sent before then in this run.
@@ -220,13 +220,16 @@ class _Run:
             for item in self._claim(due):
                 paused_until = self.paused.get(item.batch.connection_id)
                 if paused_until is not None:
-                    self._postpone(item, paused_until, "Waiting: the API is rate limiting this connection.")
+                    message = "Waiting: the API is rate limiting this connection."
+                    self._postpone(item, paused_until, message, counts=False)
                     continue
                 self._answer(item)
                 if len(self.answers) >= WRITE_EVERY:
                     self._write()
             self._write()
-            BulkCancel.objects.filter(pk=self.bulk.pk).update(running_until=timezone.now() + LEASE)
+            renewed = timezone.now() + LEASE
+            BulkCancel.objects.filter(pk=self.bulk.pk, running_until=self.lease).update(running_until=renewed)
+            self.lease = renewed
         if not BulkCancelItem.objects.filter(bulk=self.bulk, state__in=BulkCancelItem.OPEN_STATES).exists():
             BulkCancel.objects.filter(pk=self.bulk.pk, finished_at__isnull=True).update(
                 finished_at=timezone.now()
@@ -264,7 +267,7 @@ class _Run:
             wait = timedelta(seconds=error.retry_after) if error.retry_after else RATE_LIMIT_BACKOFF
             until = timezone.now() + wait
             self.paused[batch.connection_id] = until
-            self._postpone(item, until, _RATE_LIMITED)
+            self._postpone(item, until, _RATE_LIMITED, counts=False)
             return
         except (APITimeoutError, APIConnectionError, InternalServerError) as error:
             if item.attempts < MAX_TRANSIENT_ATTEMPTS:
@@ -346,10 +349,12 @@ class _Run:
             sync.upsert_batches(connection, api_batches, observed_at=timezone.now())
         self.observed.clear()
 
-    def _postpone(self, item: BulkCancelItem, until: datetime, message: str) -> None:
-        """Back to pending, due again at `until`; a rate limit is not a failure of the batch."""
+    def _postpone(self, item: BulkCancelItem, until: datetime, message: str, *, counts: bool = True) -> None:
+        """Back to pending, due again at `until`. A rate limit does not `count`: attempts are what
+        MAX_TRANSIENT_ATTEMPTS limits, and waiting for the API is no failure of the batch."""
+        attempts = F("attempts") if counts else F("attempts") - 1
         BulkCancelItem.objects.filter(pk=item.pk, state=State.SENDING, claim=self.token).update(
-            state=State.PENDING, not_before=until, message=message, claim=""
+            state=State.PENDING, not_before=until, message=message, claim="", attempts=attempts
         )
 
     def _client(self, connection: Connection) -> BatchAPIClient | ConnectionNotConfigured:

@@ -77,7 +77,8 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
     batches = selection.batches()
     summary = selectors_bulk.summarize(batches)
     key = data.get("key", "")
-    if request.method == "POST" and _KEY.fullmatch(key) and summary.count and not summary.too_many:
+    if request.method == "POST" and _KEY.fullmatch(key) and not summary.too_many:
+        # Called even when nothing is left to cancel: a replayed POST then finds its own request.
         outcome = services_bulk.start_bulk_cancel(
             key=key,
             batches=batches,

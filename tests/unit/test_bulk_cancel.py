@@ -89,12 +89,13 @@ def test_a_429_waits_for_the_retry_after_and_is_not_counted_as_failed(synced, si
     items = list(BulkCancelItem.objects.order_by("pk"))
     assert {item.state for item in items} == {State.PENDING}
     assert all(item.not_before and item.not_before > timezone.now() + timedelta(seconds=25) for item in items)
+    assert [item.attempts for item in items] == [0, 0, 0]  # waiting for the API is no failed attempt
     assert 25 < result.retry_in <= 30
     # The connection waits as a whole: one request met the limit, the others were not sent.
     sent = [r for r in simulator.requests("/v1/batches/") if r["path"].endswith("/cancel")]
     assert [(r["status"], r["count"]) for r in sent] == [(429, 1)]
     progress = selectors_bulk.bulk_progress(outcome.bulk)
-    assert progress.failed == 0 and progress.rate_limited == 3 and not progress.finished
+    assert progress.failed == 0 and progress.waiting == 3 and not progress.finished
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.CANCEL).exists()
 
     simulator.set_faults(rate_429=0.0)
@@ -284,3 +285,18 @@ def test_a_run_that_died_after_cancelling_is_not_cancelled_again_by_the_next(syn
     assert set(BulkCancelItem.objects.values_list("state", flat=True)) == {State.DONE}
     assert simulator.cancels_accepted() == {b.batch_id: 1 for b in chosen}
     assert AuditEvent.objects.filter(action=AuditEvent.Action.CANCEL).count() == 2
+
+
+def test_a_post_replayed_after_the_work_is_done_leads_to_the_same_request(
+    client, synced, simulator, operator, queue, django_capture_on_commit_callbacks
+):
+    chosen = running(synced, 2)
+    form = {"key": KEY, "batch": [str(b.pk) for b in chosen]}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post("/batches/bulk-cancel/", form)
+    services_bulk.run_bulk_cancel(BulkCancel.objects.get().pk)  # the batches are cancelling now
+    with django_capture_on_commit_callbacks(execute=True):
+        replayed = client.post("/batches/bulk-cancel/", form)
+    assert replayed.status_code == 302 and replayed["Location"] == first["Location"]
+    assert BulkCancel.objects.count() == 1 and queue.llen("celery") == 1
+    assert simulator.cancels_accepted() == {b.batch_id: 1 for b in chosen}
