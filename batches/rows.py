@@ -52,6 +52,14 @@ def until_text(value: datetime, now: datetime) -> str:
 
 CHIP_KEY_CHARS = 20
 CHIP_VALUE_CHARS = 24
+# Ids up to this long are shown whole; longer ones keep their start and end around an ellipsis.
+SHORT_ID_CHARS = 18
+
+
+def short_id(value: str, head: int = 10, tail: int = 5) -> str:
+    """ "batch_6745a1b2c3d4e5f6a7b8c9d0" as "batch_6745…8c9d0": the start says what it is, the end tells
+    ids apart. The full id stays in the title and the copy button."""
+    return value if len(value) <= SHORT_ID_CHARS else f"{value[:head]}…{value[-tail:]}"
 
 
 class Moment(TypedDict):
@@ -84,7 +92,9 @@ def cancel_button(batch: Batch, origin: str) -> CancelButton:
 class Row(TypedDict):
     pk: int
     batch_id: str
+    short_id: str
     status: str
+    terminal: bool  # announced once when a polled row turns terminal (static/js/app.js)
     status_class: str
     status_label: str
     css_class: str  # the <tr>'s: its status, and whether it stalled
@@ -94,8 +104,10 @@ class Row(TypedDict):
     progress: Progress
     connection_name: str
     endpoint: str
+    endpoint_short: str  # without the "/v1/" every endpoint starts with
     model: str
     chips: list[tuple[str, str]]
+    chips_rest: str  # every chip but the first, for the "+N" tooltip
     created: Moment | None
     elapsed: str
     elapsed_ticks: bool
@@ -204,10 +216,13 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
     stalled = batch.is_stalled(now, stalled_after)
     css_status = status_class(batch.status)
     eta_shown = eta(batch, now)
+    chips = _chips(batch.metadata)
     return {
         "pk": batch.pk,
         "batch_id": batch.batch_id,
+        "short_id": short_id(batch.batch_id),
         "status": batch.status,
+        "terminal": batch.is_terminal,
         "status_class": css_status,
         "status_label": status_label(batch.status),
         "css_class": f"status-{css_status} stalled" if stalled else f"status-{css_status}",
@@ -218,8 +233,10 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         # Added by the selectors' .annotate(); a model type cannot know of per-query attributes.
         "connection_name": batch.connection_name,  # type: ignore[attr-defined]
         "endpoint": batch.endpoint,
+        "endpoint_short": batch.endpoint.removeprefix("/v1/"),
         "model": batch.model,
-        "chips": _chips(batch.metadata),
+        "chips": chips,
+        "chips_rest": ", ".join(title for title, _ in chips[1:]),
         "created": _moment(batch.created_at, ago_text(batch.created_at, now)) if batch.created_at else None,
         "elapsed": _elapsed(batch, now),
         "elapsed_ticks": batch.is_active and batch.created_at is not None,
