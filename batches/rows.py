@@ -171,7 +171,7 @@ class Eta(Moment):
 def _clock(value: datetime, now: datetime) -> str:
     local = timezone.localtime(value)
     same_day = local.date() == timezone.localtime(now).date()
-    return local.strftime("%H:%M") if same_day else local.strftime("%b %d %H:%M").replace(" 0", " ")
+    return local.strftime("%H:%M") if same_day else f"{local:%b} {local.day} {local:%H:%M}"
 
 
 def eta(batch: Batch, now: datetime) -> Eta | None:

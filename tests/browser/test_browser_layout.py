@@ -18,7 +18,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from batches import sync
-from batches.models import Batch, Connection
+from batches.eta import estimate
+from batches.models import Batch, Connection, ProgressSnapshot
 from tests.browser.conftest import SCREENSHOT_DIR
 from tests.conftest import REPO, SIMULATOR_KEY_ENV
 from tests.support.factories import make_batch, make_user
@@ -80,18 +81,40 @@ def seeded(start_simulator, monkeypatch) -> Seeded:
             metadata=_long_metadata(index),
             created_at=now - timedelta(minutes=5 + index),
         )
+
+    # A running batch, 1,000 requests a minute for 20 minutes, then 10,000 a minute: its snapshots
+    # draw the detail page's charts, and the sync's own estimate gives its stored rate and ETA.
+    def done_after(minute: int) -> int:
+        return 1_000 * minute if minute <= 20 else 20_000 + 10_000 * (minute - 20)
+
+    guess = estimate(
+        done=done_after(30),
+        total=500_000,
+        in_progress_at=now - timedelta(minutes=30),
+        now=now,
+        previous_done=done_after(27),
+        previous_at=now - timedelta(minutes=3),
+    )
     running = make_batch(
         batch_id="batch_6745a1b2c3d4e5f6a7b8c9ff",
         status="in_progress",
         in_progress_at=now - timedelta(minutes=30),
-        total_requests=50_000,
-        completed_requests=12_000,
-        failed_requests=12,
+        total_requests=500_000,
+        completed_requests=done_after(30),
+        failed_requests=0,
         last_progress_at=now,
-        rate_per_minute=7696.9,
-        eta_at=now + timedelta(minutes=5),
+        rate_per_minute=guess.rate_per_minute,
+        eta_at=guess.eta_at,
         metadata=_long_metadata(99),
     )
+    for minute in range(0, 31, 3):
+        ProgressSnapshot.objects.create(
+            batch=running,
+            taken_at=now - timedelta(minutes=30 - minute),
+            completed=done_after(minute),
+            failed=0,
+            total=500_000,
+        )
     return Seeded(finished=finished, running=running, cancellable=cancellable, connection=connection)
 
 
@@ -244,11 +267,11 @@ def test_the_list_shows_at_least_20_batches_on_one_line_each_at_1280x900(browser
         assert link.get_attribute("title") == seeded.running.batch_id
         assert row.locator("button.copy").get_attribute("data-copy") == seeded.running.batch_id
         # The one ETA, with its range and a rate rounded for people.
-        assert "7.7k/min" in row.locator(".c-eta time").get_attribute("title")
+        assert "7.6k/min" in row.locator(".c-eta time").get_attribute("title")  # 0.6 x 10k + 0.4 x 4k
         page.goto(f"{live_server.url}/batches/{seeded.running.pk}/")
         page.wait_for_load_state("networkidle")
         header, history = page.locator("[data-eta]").all_inner_texts()
-        assert header == history and "7.7k/min" in header and "likely" in header
+        assert header == history and "7.6k/min" in header and "likely between" in header
         page.screenshot(path=str(SCREENSHOT_DIR / "detail.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(f"{live_server.url}/")
@@ -289,5 +312,31 @@ def test_a_batch_is_cancelled_by_keyboard_alone(browser, live_server, seeded):
         assert outline != "none"  # the focus is visible
         page.keyboard.press("Enter")
         expect(row.locator(".badge").first).to_have_text("cancelling", timeout=15000)
+    finally:
+        context.close()
+
+
+def test_a_batch_that_finishes_is_announced_once_and_unchanged_polls_say_nothing(
+    browser, live_server, seeded
+):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        polls: list[int] = []
+        page.on("response", lambda response: "/row/" in response.url and polls.append(response.status))
+        open_page(page, live_server, seeded, "list")
+        announcer = page.locator("#announcer")
+        assert announcer.get_attribute("aria-live") == "polite"
+        page.wait_for_timeout(6000)  # a round of row polls that change nothing
+        assert polls and announcer.inner_text() == ""
+        Batch.objects.filter(pk=seeded.running.pk).update(
+            status="completed", is_terminal=True, completed_at=timezone.now(), completed_requests=49_988
+        )
+        expect(announcer).to_have_text(
+            f"Batch {seeded.running.batch_id[:10]}…8c9ff completed.", timeout=15000
+        )
+        Batch.objects.filter(pk=seeded.running.pk).update(status="failed", failed_at=timezone.now())
+        page.wait_for_timeout(6000)  # the row polls no more, and nothing is said again
+        assert announcer.inner_text() == f"Batch {seeded.running.batch_id[:10]}…8c9ff completed."
     finally:
         context.close()

@@ -158,6 +158,9 @@ def test_the_pages_show_the_charts_and_the_eta_range(client):
     shown = re.findall(r"<span data-eta>(.*?)</span>\s*</", detail, flags=re.DOTALL)
     assert len(shown) == 2 and shown[0] == shown[1]
     assert "likely between" in shown[0]
+    range_text = re.search(r"<span data-eta-range>(.*?)</span>", detail)[1]
+    row = client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
+    assert range_text in row and "20/min" in row  # the list's row: the same range, the same rate
     assert "<b>" not in detail.split("<main>", 1)[-1]
 
     cache.clear()  # the outcomes chart is cached for a minute
