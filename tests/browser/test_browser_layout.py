@@ -340,3 +340,26 @@ def test_a_batch_that_finishes_is_announced_once_and_unchanged_polls_say_nothing
         assert announcer.inner_text() == f"Batch {seeded.running.batch_id[:10]}…8c9ff completed."
     finally:
         context.close()
+
+
+def test_the_header_is_a_menu_on_a_phone_that_opens_by_keyboard_without_javascript(
+    browser, live_server, seeded
+):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        open_page(page, live_server, seeded, "connections")  # an admin: the longest menu
+        assert not page.locator(".nav-wide").is_visible()
+        audit = page.locator(".nav-menu a", has_text="Audit log")
+        assert not audit.is_visible()
+        page.locator(".nav-menu summary").focus()
+        page.keyboard.press("Enter")
+        expect(audit).to_be_visible()
+        assert sideways_overflow(page) <= 0
+        audit.click()
+        page.wait_for_url("**/audit/")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert page.locator(".nav-wide a", has_text="Audit log").is_visible()
+        assert not page.locator(".nav-menu").is_visible()
+    finally:
+        context.close()
