@@ -15,6 +15,7 @@ from datetime import date, datetime
 from html import escape
 from itertools import pairwise
 
+from batches.eta import rate_text
 from batches.statuses import TERMINAL_STATUSES
 
 # A narrow drawing with large text: the SVG scales to its box, and a phone's box (about 340 px) must
@@ -213,7 +214,7 @@ def throughput_svg(
         f'stroke="{COLOURS["rate"]}" stroke-width="1.5"/>',
         *_time_axis(frame, rates[0][0], rates[-1][1]),
         f'<text x="{WIDTH - RIGHT}" y="15" text-anchor="end" fill="currentColor">'
-        f"{_text(f'peak {_num(peak)}/min')}</text>",
+        f"{_text(f'peak {rate_text(peak)}')}</text>",
     ]
     return _svg(label, body)
 
