@@ -82,7 +82,7 @@ def test_the_bulk_cancel_pages_fit_the_screen_and_pass_axe(browser, live_server,
         # On the list, only what bulk cancel adds: the bar and the rows' boxes.
         page.goto(f"{live_server.url}/")
         expect(page.locator("#bulk-cancel")).to_be_visible()
-        findings = serious_findings(page, {"include": [["#bulk-cancel"], [".select-cell"]]})
+        findings = serious_findings(page, {"include": [["#bulk-cancel"], [".c-select"]]})
         if findings:
             problems["list: bulk bar and boxes"] = findings
         assert problems == {}
