@@ -115,6 +115,8 @@ class Batch(models.Model):
     listed = models.BooleanField(
         default=True, help_text="False once the batch has aged out of the API's list."
     )
+    # When housekeeping thinned the progress snapshots of this finished batch (housekeeping/thinning.py).
+    snapshots_thinned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -133,6 +135,12 @@ class Batch(models.Model):
             models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
             models.Index(fields=("endpoint",), name="batch_endpoint"),
             models.Index(fields=("model",), name="batch_model"),
+            # Housekeeping's search for finished batches whose snapshots are still to thin.
+            models.Index(
+                fields=("id",),
+                condition=Q(is_terminal=True, snapshots_thinned_at__isnull=True),
+                name="batch_snapshots_to_thin",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -235,7 +243,8 @@ class ProgressSnapshot(models.Model):
     """Request counts at a moment, written only when they changed. Counts only grow, so
     (batch, completed, failed, total) identifies a snapshot and duplicates are refused."""
 
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="snapshots")
+    # No index of its own: one_snapshot_per_count and snapshot_history both begin with the batch.
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
     taken_at = models.DateTimeField()
     completed = models.IntegerField()
     failed = models.IntegerField()
@@ -248,6 +257,8 @@ class ProgressSnapshot(models.Model):
                 fields=("batch", "completed", "failed", "total"), name="one_snapshot_per_count"
             )
         ]
+        # The detail page's history and housekeeping's thinning read a batch's snapshots in time order.
+        indexes = [models.Index(fields=("batch", "taken_at"), name="snapshot_history")]
 
     def __str__(self) -> str:
         return f"{self.completed}+{self.failed}/{self.total} at {self.taken_at:%H:%M:%S}"
