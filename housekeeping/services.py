@@ -108,7 +108,8 @@ def run(
         started = time.monotonic()
         removed, note = work()
         report.steps.append(Step(name, what, removed, time.monotonic() - started, note))
-    if default_connection.vendor == "sqlite" and not dry_run:
+    # Vacuum and checkpoint work on committed pages only: not inside a caller's transaction.
+    if default_connection.vendor == "sqlite" and not dry_run and not default_connection.in_atomic_block:
         started = time.monotonic()
         freed = sqlite.reclaim(budget=budget.spent, on_step=budget.tick)
         report.steps.append(

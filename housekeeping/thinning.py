@@ -8,8 +8,9 @@ those rows can go, as long as the charts drawn from what is left look the same:
 - the first and the last snapshot, and the first one from the moment the batch started running (the
   charts' time axis runs between them);
 - around every status change, the snapshot just before and the one just after it (the phases' edges);
-- an even spread in time: the snapshot nearest each of SPREAD evenly spaced moments, so that every
-  throughput bucket keeps its own points whatever happened in it;
+- an even spread in time: the two snapshots either side of each edge of the throughput chart's
+  THROUGHPUT_BUCKETS buckets, so that the chart, which reads the count at each edge as a line
+  between those two, draws exactly the same rates;
 - and where the line bends between those, the points that a straight line between their neighbours
   would miss by more than TOLERANCE of the batch's requests (Ramer-Douglas-Peucker), so stalls and
   bursts keep their shape. A steady batch needs few of these; a batch whose bends would need more than
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 
+from batches.charts import THROUGHPUT_BUCKETS
+
 LIMIT = 300
-# One point per throughput bucket (batches.charts.THROUGHPUT_BUCKETS) at least.
-SPREAD = 48
 # 0.05 % of the requests: a tenth of a pixel on the 150-pixel-high plot of the progress chart.
 TOLERANCE = 0.0005
 
@@ -65,13 +66,30 @@ def points_to_keep(
     for moment in status_changes:
         index = bisect_left(times, moment.timestamp())
         fixed.update(i for i in (index - 1, index) if 0 <= i < count)
-    spread = _even_spread(times, SPREAD)
+    spread = _bucket_edges(times, started_at)
     kept = fixed | spread
     kept |= _bends(points, times, sorted(kept))
     if len(kept) > limit:
         # More bends than the budget: an even spread of what is left of it instead.
         kept = fixed | spread | _even_spread(times, max(limit - len(fixed | spread), 0))
     return {points[i].id for i in kept}
+
+
+def _bucket_edges(times: Sequence[float], started_at: datetime | None) -> set[int]:
+    """The indexes either side of every bucket edge of the throughput chart, computed as
+    batches.charts.throughput_rates computes them for a finished batch: from the moment it started
+    running (batches.history.progress_points) to its last snapshot."""
+    x0 = times[0] if started_at is None else started_at.timestamp()
+    x1 = times[-1]
+    if x1 <= x0:
+        return set()
+    width = (x1 - x0) / THROUGHPUT_BUCKETS
+    chosen = set()
+    for index in range(THROUGHPUT_BUCKETS):
+        for edge in (x0 + index * width, x0 + (index + 1) * width):
+            after = bisect_left(times, edge)
+            chosen.update(i for i in (after - 1, after) if 0 <= i < len(times))
+    return chosen
 
 
 def _even_spread(times: Sequence[float], wanted: int) -> set[int]:
