@@ -84,7 +84,7 @@ def _bucket_edges(times: Sequence[float], started_at: datetime | None) -> set[in
     if x1 <= x0:
         return set()
     width = (x1 - x0) / THROUGHPUT_BUCKETS
-    chosen = set()
+    chosen: set[int] = set()
     for index in range(THROUGHPUT_BUCKETS):
         for edge in (x0 + index * width, x0 + (index + 1) * width):
             after = bisect_left(times, edge)
@@ -99,7 +99,7 @@ def _even_spread(times: Sequence[float], wanted: int) -> set[int]:
     first, last = times[0], times[-1]
     if last <= first or wanted == 1:
         return {0}
-    chosen = set()
+    chosen: set[int] = set()
     for step in range(wanted):
         moment = first + (last - first) * step / (wanted - 1)
         index = bisect_left(times, moment)
