@@ -133,8 +133,10 @@ class Batch(models.Model):
             ),
             models.Index(fields=("-done_ratio", "-id"), name="batch_progress"),
             models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
-            models.Index(fields=("endpoint",), name="batch_endpoint"),
-            models.Index(fields=("model",), name="batch_model"),
+            # The list filtered on an endpoint or a model, newest first, without sorting every match;
+            # the filter menus read their distinct values from them too.
+            models.Index(fields=("endpoint", "-created_at", "-id"), name="batch_endpoint_created"),
+            models.Index(fields=("model", "-created_at", "-id"), name="batch_model_created"),
             # Housekeeping's search for finished batches whose snapshots are still to thin.
             models.Index(
                 fields=("id",),
@@ -243,7 +245,9 @@ class ProgressSnapshot(models.Model):
     """Request counts at a moment, written only when they changed. Counts only grow, so
     (batch, completed, failed, total) identifies a snapshot and duplicates are refused."""
 
-    # No index of its own: one_snapshot_per_count and snapshot_history both begin with the batch.
+    # No index of its own: one_snapshot_per_count begins with the batch, and serves every read of a
+    # batch's snapshots (a finished batch keeps a few hundred, sorted by time in the query; an index on
+    # (batch, taken_at) would cost a third more bytes per row for that sort: benchmarks/bench_year.py).
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
     taken_at = models.DateTimeField()
     completed = models.IntegerField()
@@ -257,8 +261,6 @@ class ProgressSnapshot(models.Model):
                 fields=("batch", "completed", "failed", "total"), name="one_snapshot_per_count"
             )
         ]
-        # The detail page's history and housekeeping's thinning read a batch's snapshots in time order.
-        indexes = [models.Index(fields=("batch", "taken_at"), name="snapshot_history")]
 
     def __str__(self) -> str:
         return f"{self.completed}+{self.failed}/{self.total} at {self.taken_at:%H:%M:%S}"

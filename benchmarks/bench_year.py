@@ -26,7 +26,7 @@ tables at, after VACUUM FULL; both are reported, the goal judged on the second.
 Goals: <= 25 KB per finished batch after housekeeping (issue 18); list <= 0.5x the admin changelist
 (issue 5); housekeeping of a day < 60 s; longest write-lock wait on SQLite < 1 s. The detail pages
 and the row poll have no goal of their own in docs/benchmarks.md; they are reported against the
-admin changelist with the bounds GOAL_DETAIL and GOAL_POLL below (proposed here). The defaults are the
+admin changelist with the bounds GOAL_DETAIL and GOAL_POLL of year_report.py (proposed here). The defaults are the
 issue's sizes (expect about an hour and some GB of disk per database); --days 30 is a quick run.
 """
 
@@ -45,14 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from benchlib import REPO, describe_database, describe_machine, now_iso, setup_django, summary, write_json
+import year_report
+from benchlib import REPO, describe_database, setup_django, summary, write_json
 
-GOAL_KB = 25.0
-GOAL_LIST = 0.5
-GOAL_DETAIL = 1.0  # x the admin changelist (proposed)
-GOAL_POLL = 0.1  # x the admin changelist (proposed; bench_list measures 0.05 at 100,000 batches)
-GOAL_DAY_SECONDS = 60.0
-GOAL_LOCK_WAIT = 1.0
 SPEND_URL_NAMES = ("spend", "batches:spend")
 
 
@@ -234,7 +229,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from bench_list import signed_in_client
     from django.db import connection
 
-    from batches.models import Batch
+    from batches.models import Batch, ProgressSnapshot
 
     if Batch.objects.exists():
         sys.exit("refusing to run: the database already holds batches; give it an empty database")
@@ -264,7 +259,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "bytes": size,
             "finished": finished,
             "kb_per_finished": size / max(finished, 1) / 1024,
-            "snapshots": __import__("batches.models", fromlist=["x"]).ProgressSnapshot.objects.count(),
+            "snapshots": ProgressSnapshot.objects.count(),
             "pages": time_pages(client, old_pk, running_pk, args.rounds, args.warmup),
             "plans": [vars(p) | {"ok": p.ok} for p in queryplans.explain_all(now, old_pk, running_pk)],
         }
@@ -281,9 +276,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     later = now + timedelta(days=1)
     yeardata.fill_year(1, args.per_day, now=later, first_day=args.days, progress=False)
     out["housekeeping_day"] = housekeeping_timed(later, running_pk)
-    out["plans_markdown"] = queryplans.markdown(
-        vendor, [queryplans.Plan(**{k: v for k, v in p.items() if k != "ok"}) for p in out["after"]["plans"]]
-    )
+    discouraged = vendor == "postgresql" and generated.batches < queryplans.SMALL
+    plans = [queryplans.Plan(**{k: v for k, v in p.items() if k != "ok"}) for p in out["after"]["plans"]]
+    out["plans_markdown"] = queryplans.markdown(year_report.NAMES[vendor], plans, discouraged=discouraged)
     return out
 
 
@@ -347,190 +342,15 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-# --- report ------------------------------------------------------------------------------------------------
-
-NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-
-
-def figures(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    runs = list(results.values())
-    columns = ["measurement"]
-    for run in runs:
-        name = NAMES[run["vendor"]]
-        columns += [f"{name} before", f"{name} after"]
-    columns += ["goal", "met"]
-    rows: list[list[Any]] = []
-    verdicts: list[bool] = []
-
-    def add(label: str, cells: list[str], goal: str, met: bool | None) -> None:
-        rows.append([label, *cells, goal, "-" if met is None else ("yes" if met else "**no**")])
-        if met is not None:
-            verdicts.append(met)
-
-    def kb(run: dict[str, Any], stage: str) -> float:
-        if stage == "after" and run["vendor"] == "postgresql":
-            return run["after"]["kb_per_finished"]  # compacted: see the docstring
-        return run[stage]["kb_per_finished"]
-
-    add(
-        "database per finished batch",
-        [f"{kb(r, s):.1f} KB" for r in runs for s in ("before", "after")],
-        f"<= {GOAL_KB:.0f} KB after",
-        all(kb(r, "after") <= GOAL_KB for r in runs),
-    )
-    pg = [r for r in runs if r["vendor"] == "postgresql"]
-    if pg:
-        on_disk = pg[0]["after_vacuum_bytes"] / max(pg[0]["after"]["finished"], 1) / 1024
-        add(
-            "PostgreSQL on disk after housekeeping + VACUUM (not compacted)",
-            ["" for _ in runs for _ in (0, 1)],
-            f"{on_disk:.1f} KB (reused by later rows)",
-            None,
-        )
-    add("progress snapshots", [f"{r[s]['snapshots']:,}" for r in runs for s in ("before", "after")], "", None)
-
-    def ratio(run: dict[str, Any], stage: str, key: str) -> float:
-        pages = run[stage]["pages"]
-        return pages[key]["median_s"] / pages["admin"]["median_s"]
-
-    for key, label, goal in (
-        ("list", "list page / admin changelist", GOAL_LIST),
-        ("list_filtered", "list ?status=completed&sort=progress / admin", GOAL_LIST),
-        ("detail_old", "detail of an old batch / admin", GOAL_DETAIL),
-        ("detail_running", "detail of a running batch / admin", GOAL_DETAIL),
-        ("row_poll", "row poll / admin", GOAL_POLL),
-    ):
-        cells = [
-            f"{ratio(r, s, key):.2f}x ({r[s]['pages'][key]['median_s'] * 1000:.1f} ms)"
-            for r in runs
-            for s in ("before", "after")
-        ]
-        add(
-            label,
-            cells,
-            f"<= {goal}x",
-            all(ratio(r, s, key) <= goal for r in runs for s in ("before", "after")),
-        )
-    add(
-        "admin changelist (baseline)",
-        [f"{r[s]['pages']['admin']['median_s'] * 1000:.1f} ms" for r in runs for s in ("before", "after")],
-        "",
-        None,
-    )
-    if all("spend" in r["before"]["pages"] for r in runs):
-        add(
-            "spend page / admin",
-            [f"{ratio(r, s, 'spend'):.2f}x" for r in runs for s in ("before", "after")],
-            "(its own goal, once set)",
-            None,
-        )
-    year = [f"{r['housekeeping_year']['seconds']:.1f} s" for r in runs]
-    add("housekeeping, first run over the year", [c for y in year for c in (y, "")], "", None)
-    day = [r["housekeeping_day"]["seconds"] for r in runs]
-    add(
-        "housekeeping of a day's work",
-        [c for d in day for c in ("", f"{d:.2f} s")],
-        f"< {GOAL_DAY_SECONDS:.0f} s",
-        all(d < GOAL_DAY_SECONDS for d in day),
-    )
-    sqlite = [r for r in runs if r["vendor"] == "sqlite"]
-    if sqlite:
-        waits = [sqlite[0][k]["lock_waits"] for k in ("housekeeping_year", "housekeeping_day")]
-        worst = max(w["max_s"] for w in waits)
-        cells = [
-            f"{waits[0]['max_s'] * 1000:.0f} ms (year run, {waits[0]['n']} writes)",
-            f"{waits[1]['max_s'] * 1000:.0f} ms (day run, {waits[1]['n']} writes)",
-        ]
-        add(
-            "SQLite: longest write-lock wait of a sync during housekeeping",
-            cells + ["" for _ in runs[1:] for _ in (0, 1)],
-            f"< {GOAL_LOCK_WAIT:.0f} s",
-            worst < GOAL_LOCK_WAIT,
-        )
-    plans = [p for r in runs for p in r["after"]["plans"]]
-    bad = [f"{p['name']}" for p in plans if not p["ok"]]
-    add(
-        "query plans checked (after): unexpected full scans",
-        [
-            f"{sum(not p['ok'] for p in r[s]['plans'])} of {len(r[s]['plans'])}"
-            for r in runs
-            for s in ("before", "after")
-        ],
-        "0",
-        not bad,
-    )
-    met = all(verdicts)
-    headline = {
-        "met": met,
-        "text": (
-            "per finished batch after housekeeping "
-            + ", ".join(f"{NAMES[r['vendor']]} {kb(r, 'after'):.1f} KB" for r in runs)
-            + f" (goal <= {GOAL_KB:.0f}); list / admin "
-            + ", ".join(f"{ratio(r, 'after', 'list'):.2f}" for r in runs)
-            + f" (goal <= {GOAL_LIST}); a day's housekeeping "
-            + ", ".join(f"{d:.1f} s" for d in day)
-            + (f"; longest lock wait {worst * 1000:.0f} ms" if sqlite else "")
-            + f": {'met' if met else 'NOT met'}"
-        ),
-    }
-    generated = runs[0]["generated"]
-    written = ", ".join(f"{run['generated']['seconds']:.0f} s" for run in runs)
-    notes = [
-        f"{args.days} days x {args.per_day} batches over 3 connections: {generated['batches']:,} batches "
-        f"({generated['finished']:,} finished, {generated['running']:,} still going), "
-        f"{generated['snapshots']:,} progress snapshots, {generated['status_changes']:,} status changes, "
-        f"{generated['deliveries']:,} alert deliveries, {generated['receipts']:,} webhook receipts, "
-        f"{generated['audit_events']:,} audit events, {generated['sessions']:,} sessions "
-        f"(benchmarks/yeardata.py; written in {written}).",
-        "pages: Django test Client in-process, DEBUG off, cache on a private Redis, as bench_list.py; "
-        f"medians of {args.rounds} rounds after {args.warmup} warm-up rounds. Detail and poll goals are "
-        "proposed by this benchmark (docs/benchmarks.md had none).",
-        "PostgreSQL after: compacted (VACUUM FULL), the size hourly housekeeping holds the tables at since "
-        "each hour's freed space takes the next hour's rows; its uncompacted on-disk size is listed too.",
-        "housekeeping of a day: one more day of data, then housekeeping a day later. Lock waits: a probe "
-        "process writing as the sync does every 50 ms during each housekeeping run.",
-        f"query plans: {len(plans)} EXPLAINs after housekeeping, written to docs/query-plans.md"
-        + (f"; unexpected scans: {', '.join(bad)}" if bad else "; none reads a large table it need not read"),
-    ]
-    return {
-        "benchmark": "year",
-        "title": "One year of a busy team: size per batch and page times, before and after housekeeping",
-        "date": now_iso(),
-        "days": args.days,
-        "per_day": args.per_day,
-        "machine": describe_machine(),
-        "runs": {k: {kk: vv for kk, vv in v.items() if kk != "plans_markdown"} for k, v in results.items()},
-        "table": {"columns": columns, "rows": rows},
-        "notes": notes,
-        "headline": headline,
-    }
-
-
-def write_plans(path: Path, results: dict[str, Any], args: argparse.Namespace) -> None:
-    text = [
-        "# Query plans at a year's size",
-        "",
-        f"Written by `benchmarks/bench_year.py` ({args.days} days x {args.per_day} batches a day) after "
-        "housekeeping, on each database: every sort and filter of the list, the detail page's history, the "
-        "row poll and housekeeping's own reads and deletes (benchmarks/queryplans.py). A plan that reads a "
-        "whole large table is flagged unless the query must (and is cached or rare).",
-        "",
-        *(r["plans_markdown"] for r in results.values()),
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(text).rstrip() + "\n")
-    print(f"plans written to {path}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one:
         write_json(args.json, run_one(args))
         return 0
     results = run_all(args)
-    data = figures(args, results)
+    data = year_report.figures(args, results)
     benchlib.print_report(data)
-    write_plans(args.plans, results, args)
+    year_report.write_plans(args.plans, results, args)
     write_json(args.json, data)
     return 0
 

@@ -125,20 +125,20 @@ def _plan(rng: random.Random, number: int, created: datetime, now: datetime) -> 
                 failed = min(failed, total)
                 completed = total - failed
                 stamps["finalizing_at"] = end
-                stamps["completed_at"] = end + timedelta(seconds=rng.uniform(5, 300))
+                stamps["completed_at"] = outcome_at = end + timedelta(seconds=rng.uniform(5, 300))
                 if snapshots[-1][1:] != (completed, failed, total):
                     snapshots.append((end, completed, failed, total))
                 changes += [
                     ("in_progress", "finalizing", end),
-                    ("finalizing", "completed", stamps["completed_at"]),
+                    ("finalizing", "completed", outcome_at),
                 ]
                 status = "completed"
             elif outcome == "cancelled":
                 stamps["cancelling_at"] = end
-                stamps["cancelled_at"] = end + timedelta(seconds=rng.uniform(5, 600))
+                stamps["cancelled_at"] = outcome_at = end + timedelta(seconds=rng.uniform(5, 600))
                 changes += [
                     ("in_progress", "cancelling", end),
-                    ("cancelling", "cancelled", stamps["cancelled_at"]),
+                    ("cancelling", "cancelled", outcome_at),
                 ]
                 status = "cancelled"
             else:

@@ -26,7 +26,7 @@ from accounts.models import AuditEvent
 from alerts.models import Delivery, WebhookReceipt
 from alerts.signing import REPLAY_TOLERANCE
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
-from housekeeping import sqlite, thinning
+from housekeeping import postgres, sqlite, thinning
 
 # Rows per statement and per transaction: a few milliseconds of write lock each on SQLite.
 CHUNK = 1000
@@ -108,12 +108,25 @@ def run(
         started = time.monotonic()
         removed, note = work()
         report.steps.append(Step(name, what, removed, time.monotonic() - started, note))
-    # Vacuum and checkpoint work on committed pages only: not inside a caller's transaction.
-    if default_connection.vendor == "sqlite" and not dry_run and not default_connection.in_atomic_block:
-        started = time.monotonic()
+    # Vacuum, checkpoint and reindex work on committed pages only: not inside a caller's transaction.
+    if dry_run or default_connection.in_atomic_block:
+        return report
+    started = time.monotonic()
+    if default_connection.vendor == "sqlite":
         freed = sqlite.reclaim(budget=budget.spent, on_step=budget.tick)
         report.steps.append(
             Step("sqlite", "free pages (incremental vacuum)", freed, time.monotonic() - started, rows=False)
+        )
+    elif default_connection.vendor == "postgresql" and not budget.spent():
+        freed = postgres.rebuild_bloated_indexes() // 2**20
+        report.steps.append(
+            Step(
+                "postgresql",
+                "MiB of bloated snapshot indexes (rebuilt)",
+                freed,
+                time.monotonic() - started,
+                rows=False,
+            )
         )
     return report
 

@@ -6,7 +6,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("alerts", "0005_remove_plaintext_channel_secrets"),
-        ("batches", "0006_housekeeping_indexes"),
     ]
 
     operations = [
