@@ -26,8 +26,9 @@ tables at, after VACUUM FULL; both are reported, the goal judged on the second.
 Goals: <= 25 KB per finished batch after housekeeping (issue 18); list <= 0.5x the admin changelist
 (issue 5); housekeeping of a day < 60 s; longest write-lock wait on SQLite < 1 s. The detail pages
 and the row poll have no goal of their own in docs/benchmarks.md; they are reported against the
-admin changelist with the bounds GOAL_DETAIL and GOAL_POLL of year_report.py (proposed here). The defaults are the
-issue's sizes (expect about an hour and some GB of disk per database); --days 30 is a quick run.
+admin changelist with the bounds GOAL_DETAIL and GOAL_POLL of year_report.py (proposed here). The
+defaults are the issue's sizes (expect about an hour and some GB of disk per database); --days 30 is
+a quick run.
 """
 
 from __future__ import annotations
