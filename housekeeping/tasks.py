@@ -14,8 +14,9 @@ LOCK = "batch-dashboard:housekeeping:lock"
 # Set after a run and living until shortly before the next is due, so that a second tick delivered
 # after the first run finished (two beats by mistake, a redelivered message) finds the work done.
 DONE = "batch-dashboard:housekeeping:done"
-# Renewed after every chunk, so that a killed worker's lock soon expires by itself.
-LOCK_SECONDS = 300
+# Renewed after every chunk, so that a killed worker's lock expires by itself; long enough to outlast
+# the longest step without a chunk (a REINDEX CONCURRENTLY of a year's snapshot index on PostgreSQL).
+LOCK_SECONDS = 900
 
 
 @shared_task(acks_late=True, ignore_result=True)
