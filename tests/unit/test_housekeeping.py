@@ -393,3 +393,18 @@ def test_the_task_runs_once_per_interval_however_many_ticks_reach_it(redis_setti
     finally:
         lock.release()
     client.delete(tasks.DONE)
+
+
+def test_it_deletes_in_chunks_each_its_own_short_statement(monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(services, "CHUNK", 10)
+    Session.objects.bulk_create(
+        Session(session_key=f"{i:032d}", session_data="", expire_date=NOW - timedelta(hours=1))
+        for i in range(35)
+    )
+    with CaptureQueriesContext(connection) as captured:
+        removed, _ = services.clear_sessions(NOW, False, services._Budget(None, None))
+    deletes = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("DELETE")]
+    assert removed == 35 and len(deletes) == 4
+    assert not Session.objects.exists()
