@@ -28,8 +28,9 @@ from alerts.signing import REPLAY_TOLERANCE
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
 from housekeeping import postgres, sqlite, thinning
 
-# Rows per statement and per transaction: a few milliseconds of write lock each on SQLite.
-CHUNK = 1000
+# Rows per statement and per transaction: a few milliseconds of write lock each on SQLite (at a year's
+# size a sync waited at most 0.1 s behind a day's housekeeping: benchmarks/bench_year.py).
+CHUNK = 500
 # Finished batches whose snapshots are thinned per round of the thinning step.
 BATCH_CHUNK = 50
 # OpenAI retries a webhook delivery for up to 72 hours with the same webhook-id (and a fresh
