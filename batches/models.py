@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from batches.indexes import ListIndex
 from batches.statuses import CANCELLABLE_STATUSES
 
 
@@ -122,21 +123,22 @@ class Batch(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("connection", "batch_id"), name="unique_batch_per_connection")
         ]
+        # Every sort of the list has its index, in its exact order (ListIndex: where NULLs go).
         indexes = [
-            models.Index(fields=("-created_at", "-id"), name="batch_newest_first"),
-            models.Index(fields=("status", "-created_at"), name="batch_status_created"),
-            models.Index(fields=("connection", "-created_at"), name="batch_connection_created"),
+            ListIndex(fields=("-created_at", "-id"), name="batch_newest_first"),
+            ListIndex(fields=("status", "-created_at", "-id"), name="batch_status_created"),
+            ListIndex(fields=("connection", "-created_at", "-id"), name="batch_connection_created"),
             models.Index(
                 fields=("connection", "created_at"),
                 condition=Q(is_terminal=False),
                 name="batch_active_by_connection",
             ),
-            models.Index(fields=("-done_ratio", "-id"), name="batch_progress"),
-            models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
+            ListIndex(fields=("-done_ratio", "-id"), name="batch_progress"),
+            ListIndex(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
             # The list filtered on an endpoint or a model, newest first, without sorting every match;
             # the filter menus read their distinct values from them too.
-            models.Index(fields=("endpoint", "-created_at", "-id"), name="batch_endpoint_created"),
-            models.Index(fields=("model", "-created_at", "-id"), name="batch_model_created"),
+            ListIndex(fields=("endpoint", "-created_at", "-id"), name="batch_endpoint_created"),
+            ListIndex(fields=("model", "-created_at", "-id"), name="batch_model_created"),
             # Housekeeping's search for finished batches whose snapshots are still to thin.
             models.Index(
                 fields=("id",),
