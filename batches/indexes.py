@@ -30,6 +30,6 @@ class ListIndex(models.Index):
                 "DESC NULLS LAST" if order == "DESC" else "NULLS FIRST" for _, order in self.fields_orders
             ],
             opclasses=self.opclasses,
-            condition=self._get_condition_sql(model, schema_editor),
+            condition=self._get_condition_sql(model, schema_editor),  # type: ignore[attr-defined]  # Django's own, unstubbed
             **kwargs,
         )
