@@ -46,7 +46,7 @@ class Step:
     removed: int = 0
     seconds: float = 0.0
     note: str = ""
-    rows: bool = True  # False for the SQLite step, which counts pages
+    rows: bool = True  # False for the database steps, which count pages or MiB
 
 
 @dataclass
