@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, transaction
 
 # Pages freed per statement: 1 MiB at the default page size. Each freed page may mean moving one from
 # the end of the file, so the step is kept short: milliseconds of write lock.
@@ -42,10 +42,14 @@ def reclaim(
             before = free_pages()
             if before == 0:
                 break
-            with connection.cursor() as cursor:
-                # Each statement is its own (IMMEDIATE) transaction in autocommit mode.
-                cursor.execute(f"PRAGMA incremental_vacuum({PAGES_PER_STEP})")
-                cursor.fetchall()
+            # In an IMMEDIATE transaction (dashboard/settings.py), which waits for the write lock: a
+            # statement of its own would start as a reader and, were a sync to commit meanwhile, fail
+            # to become a writer ("database is locked") instead of waiting.
+            # One page a statement: Python's sqlite3 steps a statement that returns no rows once, and
+            # incremental_vacuum frees one page a step, whatever count it is given.
+            with transaction.atomic(), connection.cursor() as cursor:
+                for _ in range(min(before, PAGES_PER_STEP)):
+                    cursor.execute("PRAGMA incremental_vacuum(1)")
             after = free_pages()
             freed += before - after
             if on_step is not None:
@@ -53,9 +57,9 @@ def reclaim(
             if after >= before:
                 break
     checkpoint()
-    with connection.cursor() as cursor:
-        # Refreshes the planner's statistics where they have drifted (SQLite's advice for long-lived
-        # connections and periodic maintenance); nothing else does so for a SQLite database.
+    # Refreshes the planner's statistics where they have drifted (SQLite's advice for periodic
+    # maintenance); nothing else does so for a SQLite database. Immediate, as above.
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("PRAGMA optimize")
     return freed
 

@@ -366,8 +366,16 @@ def test_sqlite_gives_the_pages_of_thinned_snapshots_back(transactional_db):
     assert sqlite.auto_vacuum_mode() == 2  # a new database is made incremental from the start
     for seed in range(3):
         with_history(points=6000, seed=seed)
+
+    def pages() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA page_count")
+            return int(cursor.fetchone()[0])
+
+    grown = pages()
     run()  # thins, then vacuums incrementally
     assert sqlite.free_pages() == 0
+    assert pages() < grown * 0.8  # the file itself shrank
     report = run()
     assert report.steps[-1].name == "sqlite"
 
