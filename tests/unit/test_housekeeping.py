@@ -416,3 +416,29 @@ def test_it_deletes_in_chunks_each_its_own_short_statement(monkeypatch):
     deletes = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("DELETE")]
     assert removed == 35 and len(deletes) == 4
     assert not Session.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own indexes")
+def test_postgresql_rebuilds_snapshot_indexes_left_bloated_by_thinning(transactional_db, monkeypatch):
+    from housekeeping import postgres
+
+    for seed in range(3):
+        with_history(points=6000, seed=seed)
+    monkeypatch.setattr(postgres, "MINIMUM_BYTES", 0)
+
+    def sizes() -> dict[str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+                "WHERE relname = 'batches_progresssnapshot'"
+            )
+            return dict(cursor.fetchall())
+
+    full = sizes()
+    monkeypatch.setattr(postgres, "BLOATED_BYTES_PER_ROW", 10**9)
+    run()  # thins; nothing counts as bloated yet
+    assert sizes() == full
+    monkeypatch.setattr(postgres, "BLOATED_BYTES_PER_ROW", 100)
+    assert {name for name, _ in postgres.bloated_indexes()} == set(full)
+    assert postgres.rebuild_bloated_indexes() > 0
+    assert all(size < full[name] / 3 for name, size in sizes().items())
