@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("batches", "0006_housekeeping_indexes"),
+        ("batches", "0007_housekeeping_indexes"),
         ("alerts", "0006_housekeeping_indexes"),
     ]
 

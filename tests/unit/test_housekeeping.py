@@ -82,7 +82,7 @@ def stored(batch: Batch) -> list[tuple[datetime, int, int, int]]:
 
 
 def polyline(svg: str) -> list[tuple[float, float]]:
-    first = re.search(r'<polyline points="([^"]+)"', svg)
+    first = re.search(r'<polyline[^>]* points="([^"]+)"', svg)
     assert first is not None
     return [tuple(map(float, pair.split(","))) for pair in first.group(1).split()]  # type: ignore[misc]
 
@@ -158,7 +158,7 @@ def test_the_charts_of_a_thinned_batch_are_drawn_from_its_thinned_points_and_loo
         until=None,
         label=f"Percent of the requests of {batch.batch_id} done and failed over time",
     )
-    # ... and look the same: the progress line within half a pixel everywhere (the plot is 640 wide),
+    # ... and look the same: the progress line within half a pixel everywhere (of a 480-wide drawing),
     line_before, line_after = polyline(before.progress), polyline(after.progress)
     assert line_after[0][0] == line_before[0][0] and line_after[-1][0] == line_before[-1][0]
     worst = max(abs(height_at(line_after, x) - y) for x, y in line_before)

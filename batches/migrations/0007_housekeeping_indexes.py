@@ -8,7 +8,7 @@ import batches.indexes
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("batches", "0005_status_progress_index"),
+        ("batches", "0006_bulk_cancel"),
     ]
 
     operations = [
