@@ -127,7 +127,8 @@ def checks(now: datetime, old_pk: int, running_pk: int) -> list[Check]:
         )
     for query, expected, note in (
         ("status=in_progress", ("batch_status_created",), ""),
-        ("status=completed&sort=progress", ("batch_status_progress",), ""),
+        # Most batches are completed: walking the progress index and skipping the rest serves as well.
+        ("status=completed&sort=progress", ("batch_status_progress", "batch_progress"), ""),
         # A filter that many rows pass may as well walk the newest-first index until a page is found.
         ("status=failed&status=expired", ("batch_status_created", "batch_status_progress", NEWEST), ""),
         ("connection=prod-eu", ("batch_connection_created", NEWEST), ""),
@@ -137,13 +138,14 @@ def checks(now: datetime, old_pk: int, running_pk: int) -> list[Check]:
         (f"created_from={day}&created_to={day}", ("batch_newest_first",), ""),
         (
             "meta=project=project-evals",
-            ("batch_newest_first",),
-            "rows are read newest first until a page matches: JSON keys have no index",
+            (),
+            "JSON keys have no index: rows are read (newest first, or all and then sorted, as the planner "
+            "guesses how many match) until a page is found",
         ),
-        ("q=run-42", ("batch_newest_first",), "rows are read newest first until a page matches the text"),
+        ("q=run-42", (), "free text has no index: rows are read until a page matches (or all, then sorted)"),
     ):
         # Two statuses are two ranges of an index: merged, they need a sort of their matches.
-        in_order = query.count("status=") < 2
+        in_order = query.count("status=") < 2 and not note
         found.append(Check(f"list, {query}", partial(_page, query), expected, note, in_order=in_order))
     everything = selectors.BatchFilters()
     snapshots_of = partial(_snapshots, ProgressSnapshot)
