@@ -190,29 +190,35 @@ def housekeeping_timed(now: datetime, probe_pk: int | None) -> dict[str, Any]:
     from housekeeping import services
 
     probe = None
-    workdir = Path(tempfile.mkdtemp(prefix="bench-year-probe-"))
-    stop, result = workdir / "stop", workdir / "waits.json"
-    if connection.vendor == "sqlite" and probe_pk is not None:
-        context = multiprocessing.get_context("spawn")
-        probe = context.Process(
-            target=lock_probe, args=(str(connection.settings_dict["NAME"]), probe_pk, str(stop), str(result))
-        )
-        probe.start()
-        time.sleep(0.5)
-    started = time.perf_counter()
-    report = services.run(now=now)
-    seconds = time.perf_counter() - started
-    figures: dict[str, Any] = {"seconds": seconds, "removed": report.removed, "steps": report.lines()}
-    if probe is not None:
-        time.sleep(0.3)
-        stop.touch()
-        probe.join(60)
-        waits = json.loads(result.read_text()) if result.exists() else []
-        figures["lock_waits"] = {
-            "n": len(waits),
-            "max_s": max(waits, default=0.0),
-            "p99_s": benchlib.percentile(waits, 0.99) if waits else 0.0,
-        }
+    with tempfile.TemporaryDirectory(prefix="bench-year-probe-") as workdir:
+        stop, result = Path(workdir) / "stop", Path(workdir) / "waits.json"
+        if connection.vendor == "sqlite" and probe_pk is not None:
+            context = multiprocessing.get_context("spawn")
+            # A daemon, and stopped in `finally`: a housekeeping run that fails must not leave it writing.
+            probe = context.Process(
+                target=lock_probe,
+                args=(str(connection.settings_dict["NAME"]), probe_pk, str(stop), str(result)),
+                daemon=True,
+            )
+            probe.start()
+            time.sleep(0.5)
+        try:
+            started = time.perf_counter()
+            report = services.run(now=now)
+            seconds = time.perf_counter() - started
+        finally:
+            if probe is not None:
+                time.sleep(0.3)
+                stop.touch()
+                probe.join(60)
+        figures: dict[str, Any] = {"seconds": seconds, "removed": report.removed, "steps": report.lines()}
+        if probe is not None:
+            waits = json.loads(result.read_text()) if result.exists() else []
+            figures["lock_waits"] = {
+                "n": len(waits),
+                "max_s": max(waits, default=0.0),
+                "p99_s": benchlib.percentile(waits, 0.99) if waits else 0.0,
+            }
     return figures
 
 
@@ -323,24 +329,27 @@ def child(args: argparse.Namespace, vendor: str, url: str, json_path: Path) -> d
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-year-"))
-    for vendor in [v.strip() for v in args.databases.split(",") if v.strip()]:
-        if vendor == "sqlite":
-            with benchlib.temporary_sqlite(None, "bench-year-") as url:
-                results[vendor] = child(args, vendor, url, workdir / "sqlite.json")
-        elif vendor == "postgres":
-            state = None
-            url = args.postgres_url
-            if not url:
-                url, state = start_postgres()
-            try:
-                results[vendor] = child(args, vendor, url, workdir / "postgres.json")
-            finally:
-                if state is not None:
-                    subprocess.run(["bash", str(REPO / ".ci" / "stop-postgres")], env={**os.environ, **state})
-        else:
-            sys.exit(f"unknown database {vendor!r}: sqlite or postgres")
+    with tempfile.TemporaryDirectory(prefix="bench-year-figures-") as figures_dir:
+        for vendor in [v.strip() for v in args.databases.split(",") if v.strip()]:
+            results[vendor] = run_database(args, vendor, Path(figures_dir))
     return results
+
+
+def run_database(args: argparse.Namespace, vendor: str, workdir: Path) -> dict[str, Any]:
+    if vendor == "sqlite":
+        with benchlib.temporary_sqlite(None, "bench-year-") as url:
+            return child(args, vendor, url, workdir / "sqlite.json")
+    if vendor != "postgres":
+        sys.exit(f"unknown database {vendor!r}: sqlite or postgres")
+    state = None
+    url = args.postgres_url
+    if not url:
+        url, state = start_postgres()
+    try:
+        return child(args, vendor, url, workdir / "postgres.json")
+    finally:
+        if state is not None:
+            subprocess.run(["bash", str(REPO / ".ci" / "stop-postgres")], env={**os.environ, **state})
 
 
 def main(argv: list[str] | None = None) -> int:
