@@ -221,7 +221,11 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("channel", "batch", "event"), name="one_delivery_per_event")
         ]
-        indexes = [models.Index(fields=("state", "next_attempt_at"), name="delivery_due")]
+        indexes = [
+            models.Index(fields=("state", "next_attempt_at"), name="delivery_due"),
+            # Housekeeping deletes sent and given-up deliveries by age.
+            models.Index(fields=("state", "created_at"), name="delivery_state_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event} of {self.batch_id} to channel {self.channel_id} ({self.state})"
@@ -245,7 +249,7 @@ class WebhookReceipt(models.Model):
     event_type = models.CharField(max_length=100)
     connection = models.ForeignKey(Connection, null=True, on_delete=models.SET_NULL, related_name="+")
     batch_id = models.CharField(max_length=200, blank=True)
-    received_at = models.DateTimeField()
+    received_at = models.DateTimeField(db_index=True)  # housekeeping deletes receipts by age
 
     class Meta:
         ordering = ("-received_at",)

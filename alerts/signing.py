@@ -12,10 +12,13 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+# The library's fixed tolerance for the webhook-timestamp (either way): a delivery older than this is
+# refused whatever its signature, so a receipt of it is needed no longer than that (housekeeping).
+REPLAY_TOLERANCE = timedelta(minutes=5)
 SECRET_PREFIX = "whsec_"
 
 # What an HMAC-SHA256 signature looks like: "v1," and the base64 of 32 bytes. The library splits every

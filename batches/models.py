@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from batches.indexes import ListIndex
 from batches.statuses import CANCELLABLE_STATUSES
 
 
@@ -115,24 +116,35 @@ class Batch(models.Model):
     listed = models.BooleanField(
         default=True, help_text="False once the batch has aged out of the API's list."
     )
+    # When housekeeping thinned the progress snapshots of this finished batch (housekeeping/thinning.py).
+    snapshots_thinned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=("connection", "batch_id"), name="unique_batch_per_connection")
         ]
+        # Every sort of the list has its index, in its exact order (ListIndex: where NULLs go).
         indexes = [
-            models.Index(fields=("-created_at", "-id"), name="batch_newest_first"),
-            models.Index(fields=("status", "-created_at"), name="batch_status_created"),
-            models.Index(fields=("connection", "-created_at"), name="batch_connection_created"),
+            ListIndex(fields=("-created_at", "-id"), name="batch_newest_first"),
+            ListIndex(fields=("status", "-created_at", "-id"), name="batch_status_created"),
+            ListIndex(fields=("connection", "-created_at", "-id"), name="batch_connection_created"),
             models.Index(
                 fields=("connection", "created_at"),
                 condition=Q(is_terminal=False),
                 name="batch_active_by_connection",
             ),
-            models.Index(fields=("-done_ratio", "-id"), name="batch_progress"),
-            models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
-            models.Index(fields=("endpoint",), name="batch_endpoint"),
-            models.Index(fields=("model",), name="batch_model"),
+            ListIndex(fields=("-done_ratio", "-id"), name="batch_progress"),
+            ListIndex(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
+            # The list filtered on an endpoint or a model, newest first, without sorting every match;
+            # the filter menus read their distinct values from them too.
+            ListIndex(fields=("endpoint", "-created_at", "-id"), name="batch_endpoint_created"),
+            ListIndex(fields=("model", "-created_at", "-id"), name="batch_model_created"),
+            # Housekeeping's search for finished batches whose snapshots are still to thin.
+            models.Index(
+                fields=("id",),
+                condition=Q(is_terminal=True, snapshots_thinned_at__isnull=True),
+                name="batch_snapshots_to_thin",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -235,7 +247,10 @@ class ProgressSnapshot(models.Model):
     """Request counts at a moment, written only when they changed. Counts only grow, so
     (batch, completed, failed, total) identifies a snapshot and duplicates are refused."""
 
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="snapshots")
+    # No index of its own: one_snapshot_per_count begins with the batch, and serves every read of a
+    # batch's snapshots (a finished batch keeps a few hundred, sorted by time in the query; an index on
+    # (batch, taken_at) would cost a third more bytes per row for that sort: benchmarks/bench_year.py).
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
     taken_at = models.DateTimeField()
     completed = models.IntegerField()
     failed = models.IntegerField()

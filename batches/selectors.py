@@ -111,10 +111,12 @@ class BatchFilters:
             queryset = queryset.filter(endpoint=self.endpoint)
         if self.model:
             queryset = queryset.filter(model=self.model)
-        if self.created_from:
-            queryset = queryset.filter(created_at__date__gte=_parse_day(self.created_from))
-        if self.created_to:
-            queryset = queryset.filter(created_at__date__lte=_parse_day(self.created_to))
+        # Ranges on created_at itself rather than on its date (created_at__date), which the database
+        # computes row by row: a range walks the newest-first index from where the days begin.
+        if self.created_from and (start := _day_start(self.created_from)) is not None:
+            queryset = queryset.filter(created_at__gte=start)
+        if self.created_to and (end := _day_start(self.created_to, after=True)) is not None:
+            queryset = queryset.filter(created_at__lt=end)
         for index, (key, value) in enumerate(self.metadata):
             # KeyTextTransform takes the key literally (a key like "a__b" is not a lookup path); the
             # cast makes the comparison a plain text one rather than a JSON one.
@@ -144,6 +146,16 @@ def _parse_day(value: str) -> date | None:
         return parse_date(value)
     except ValueError:  # well formed but impossible, like 2026-02-31
         return None
+
+
+def _day_start(value: str, *, after: bool = False) -> datetime | None:
+    """The first moment of a day in the current time zone (of the next day, with `after`: None after
+    the calendar's last day), as created_at__date compares; the day was checked when parsed."""
+    day = _parse_day(value)
+    if day is None or (after and day == date.max):
+        return None
+    start = datetime.combine(day + timedelta(days=1) if after else day, datetime.min.time())
+    return timezone.make_aware(start)
 
 
 def _cursor_value(value: Any) -> Any:

@@ -157,6 +157,8 @@ NEW_BATCH = Insert(
         Column("last_synced_at", attrgetter("at")),
         Column("last_changed_at", attrgetter("at")),
         Column("listed", lambda o: True),
+        # Housekeeping's mark (housekeeping/services.py): a batch first seen has not been thinned.
+        Column("snapshots_thinned_at", lambda o: None),
     ),
 )
 

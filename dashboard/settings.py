@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "batches",
     "alerts",
+    "housekeeping",
 ]
 
 MIDDLEWARE = [
@@ -104,7 +105,13 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the Celery workers write to the same file: WAL lets readers go on while a
     # worker writes, and IMMEDIATE transactions wait for the lock instead of failing mid-transaction.
     _database["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # auto_vacuum takes effect in a new, empty file only (housekeeping's migration 0001 converts an
+        # existing one); it lets housekeeping hand the pages of deleted rows back to the file system.
+        # journal_size_limit cuts the write-ahead log back after a checkpoint resets it.
+        "init_command": (
+            "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+            "PRAGMA journal_size_limit=67108864;"
+        ),
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
@@ -317,6 +324,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
     "unacked_restore_throttle": 1,
 }
+# Housekeeping (housekeeping/): how often beat runs it, and how long what it removes is kept. 0 days
+# keeps for ever. Expired sessions, finished batches' surplus progress snapshots, webhook receipts past
+# the replay window and django-axes' records past their cool-off need no setting.
+DASHBOARD_HOUSEKEEPING_MINUTES = env_float("DASHBOARD_HOUSEKEEPING_MINUTES", 60.0, minimum=1.0)
+DASHBOARD_AUDIT_RETENTION_DAYS = env_int("DASHBOARD_AUDIT_RETENTION_DAYS", 400, minimum=0)
+DASHBOARD_ALERT_DELIVERY_RETENTION_DAYS = env_int("DASHBOARD_ALERT_DELIVERY_RETENTION_DAYS", 90, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-syncs": {
         "task": "batches.tasks.dispatch_due_syncs",
@@ -328,4 +341,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ALERTS_INTERVAL,
         "options": {"expires": ALERTS_INTERVAL},
     },
+}
+CELERY_BEAT_SCHEDULE["housekeeping"] = {
+    "task": "housekeeping.tasks.housekeeping",
+    "schedule": DASHBOARD_HOUSEKEEPING_MINUTES * 60,
+    "options": {"expires": DASHBOARD_HOUSEKEEPING_MINUTES * 60},
 }

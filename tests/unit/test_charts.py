@@ -185,3 +185,25 @@ def test_the_outcomes_chart_is_cached_per_filter_for_a_minute(client):
     cache.clear()
     assert "failed 2" in client.get("/").content.decode()
     cache.clear()
+
+
+def test_the_count_at_a_moment_is_read_between_the_points_either_side_of_it():
+    # The binary search agrees with a walk along the points, duplicates of a time and the ends included.
+    import random
+    from itertools import pairwise
+
+    def walk(points, moment):
+        if moment <= points[0][0]:
+            return points[0][1]
+        for (t0, d0), (t1, d1) in pairwise(points):
+            if moment <= t1:
+                return d1 if t1 == t0 else d0 + (d1 - d0) * (moment - t0) / (t1 - t0)
+        return points[-1][1]
+
+    rng = random.Random(5)
+    for _ in range(200):
+        times = sorted(rng.choice(range(50)) for _ in range(rng.randint(1, 30)))
+        done = sorted(rng.randint(0, 1000) for _ in times)
+        points = [(float(t), float(d)) for t, d in zip(times, done, strict=True)]
+        for moment in (-1.0, 0.0, 12.5, 25.0, 49.0, 60.0, rng.uniform(0, 50)):
+            assert charts._done_at(points, moment, [t for t, _ in points]) == walk(points, moment)
