@@ -100,6 +100,9 @@ class Batch(models.Model):
     last_progress_at = models.DateTimeField(null=True, blank=True)
     rate_per_minute = models.FloatField(null=True, blank=True)
     eta_at = models.DateTimeField(null=True, blank=True)
+    # Usage x price in micro-dollars, written by spend.costs at sync time and after a price change;
+    # NULL while the batch has no usage or its model no price ("no price", never $0).
+    cost_micros = models.BigIntegerField(null=True, blank=True)
 
     metadata = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
@@ -133,6 +136,7 @@ class Batch(models.Model):
             models.Index(fields=("status", "-done_ratio", "-id"), name="batch_status_progress"),
             models.Index(fields=("endpoint",), name="batch_endpoint"),
             models.Index(fields=("model",), name="batch_model"),
+            models.Index(fields=("-cost_micros", "-id"), name="batch_cost"),
         ]
 
     def __str__(self) -> str:

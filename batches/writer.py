@@ -336,6 +336,8 @@ class Written:
     updated: int = 0
     unchanged: int = 0
     seen_ids: set[str] = field(default_factory=set)
+    # The rows inserted or updated, whose cost the sync then works out (spend.costs).
+    changed_pks: list[int] = field(default_factory=list)
 
 
 def _progress(
@@ -401,6 +403,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
             adapt,
         )
         for batch_id, pk in _stored_pks(db, connection_pk, new_ids).items():
+            written.changed_pks.append(pk)
             api_batch = by_id[batch_id]
             first = Observation(api_batch, observed_param, pk=pk)
             changes.append(first)
@@ -440,6 +443,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
             written.unchanged += 1  # a newer observation is already stored
             continue
         written.updated += 1
+        written.changed_pks.append(row.id)
         if row.status != api_batch.status:
             changes.append(seen)
         if counts_changed:

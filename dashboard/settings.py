@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "batches",
     "alerts",
+    "spend",
 ]
 
 MIDDLEWARE = [
