@@ -157,6 +157,8 @@ NEW_BATCH = Insert(
         Column("last_synced_at", attrgetter("at")),
         Column("last_changed_at", attrgetter("at")),
         Column("listed", lambda o: True),
+        # Worked out by the sync right after, in the same transaction (spend.costs.price_batches).
+        Column("cost_micros", lambda o: None),
     ),
 )
 
