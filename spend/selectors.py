@@ -18,7 +18,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from batches.models import Batch, Connection
+from spend import costs, money
 from spend.models import Budget, Price
+from spend.money import dollars
+from spend.prices import PriceBook
 
 PERIODS = {"day": "Day", "week": "Week", "month": "Month", "custom": "Custom range"}
 GROUPS = {"connection": "Connection", "model": "Model", "endpoint": "Endpoint", "metadata": "Metadata key"}
@@ -176,15 +179,6 @@ class SpendReport:
     @property
     def total_text(self) -> str:
         return dollars(self.total_micros)
-
-
-def dollars(micros: int) -> str:
-    """Money as the pages and the CSV write it: dollars and cents, or more decimals below one dollar so
-    that a cheap batch does not read $0.00."""
-    value = micros / 1_000_000
-    if micros and abs(value) < 1:
-        return f"{value:.4f}"
-    return f"{value:,.2f}"
 
 
 def _period_batches(query: SpendQuery) -> QuerySet[Batch]:
@@ -386,3 +380,68 @@ def spend_by_connection_and_model() -> list[tuple[str, str, int]]:
 
 def connections() -> list[Connection]:
     return list(Connection.objects.order_by("name"))
+
+
+# --- one batch ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostLine:
+    kind: str
+    tokens: int
+    rate_text: str  # "$0.075 / M"
+    cost_text: str
+
+
+@dataclass(frozen=True)
+class BatchCost:
+    """The detail page's breakdown: each kind of token times its rate, the total, and for a running
+    batch what it will cost at the end at the same cost per request."""
+
+    total_text: str
+    lines: list[CostLine]
+    price_model: str
+    override: bool
+    so_far: bool
+    projected_text: str
+
+
+def _rate_text(rate_micros: int) -> str:
+    return f"${rate_micros / 1_000_000:g} / M"
+
+
+def batch_cost(batch: Batch) -> BatchCost | None:
+    """None when the batch has no usage or no price (the page says which)."""
+    found = costs.breakdown(batch, PriceBook.load())
+    if found is None:
+        return None
+    total = batch.cost_micros if batch.cost_micros is not None else found.total_micros
+    done = batch.completed_requests + batch.failed_requests
+    projected = money.projected_micros(total, done, batch.total_requests) if batch.is_active else None
+    return BatchCost(
+        total_text=money.dollars(total),
+        lines=[
+            CostLine(
+                "input",
+                found.uncached_input_tokens,
+                _rate_text(found.rates.input),
+                money.dollars(round(found.input_micros)),
+            ),
+            CostLine(
+                "cached input",
+                found.cached_input_tokens,
+                _rate_text(found.rates.cached_input),
+                money.dollars(round(found.cached_micros)),
+            ),
+            CostLine(
+                "output (with reasoning)",
+                found.output_tokens,
+                _rate_text(found.rates.output),
+                money.dollars(round(found.output_micros)),
+            ),
+        ],
+        price_model=found.rates.model,
+        override=found.rates.override,
+        so_far=batch.is_active,
+        projected_text=money.dollars(projected) if projected is not None else "",
+    )
