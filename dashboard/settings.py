@@ -329,4 +329,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ALERTS_INTERVAL,
         "options": {"expires": ALERTS_INTERVAL},
     },
+    "check-budgets": {
+        "task": "spend.tasks.check_budgets",
+        "schedule": ALERTS_INTERVAL,
+        "options": {"expires": ALERTS_INTERVAL},
+    },
 }
