@@ -239,3 +239,23 @@ def test_a_cost_cursor_that_is_not_ours_is_ignored_not_a_500(spent):
     for values in ([1e400, 1], ["x", 1], [2**70, 1], [None, 1]):
         cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
         assert _client("viewer").get(f"/?sort=cost&cursor={cursor}").status_code == 200
+
+
+def test_the_chart_puts_each_cost_in_its_day_and_hour():
+    from datetime import datetime
+
+    from django.http import QueryDict
+
+    from spend import selectors
+
+    at = datetime(2026, 3, 10, 14, 30, tzinfo=timezone.get_current_timezone())
+    make_batch(model="gpt-4o", status="completed", created_at=at, input_tokens=1_000_000, output_tokens=0)
+    costs.recompute()
+    month = selectors.spend_report(selectors.SpendQuery.from_query(QueryDict("period=month&on=2026-03-01")))
+    assert month.series == {(datetime(2026, 3, 10, tzinfo=at.tzinfo), "default"): 1_250_000}
+    day = selectors.spend_report(selectors.SpendQuery.from_query(QueryDict("period=day&on=2026-03-10")))
+    assert day.series == {(datetime(2026, 3, 10, 14, tzinfo=at.tzinfo), "default"): 1_250_000}
+    assert (
+        selectors.spend_report(selectors.SpendQuery.from_query(QueryDict("period=day&on=2026-03-11"))).rows
+        == []
+    )
