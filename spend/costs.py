@@ -16,12 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.expressions import CombinedExpression
 from django.db.models.fields import BigIntegerField
 from django.db.models.functions import Coalesce
 
 from batches.models import Batch
+from spend.models import BatchSpend
 from spend.prices import PriceBook, Rates, base_model
 
 _ONE_MILLION = 1_000_000
@@ -134,6 +137,36 @@ def _cost_expression(rates: Rates | None) -> Case | Value:
     )
 
 
+def _refresh_sql(db: BaseDatabaseWrapper, where: str) -> str:
+    """Upsert the BatchSpend rows of the batches matching `where` (SQL over the batch table) from the
+    batches themselves: one statement, in SQLite (3.24+) and PostgreSQL alike."""
+    quote = db.ops.quote_name
+    batch = Batch._meta
+    columns = ("connection_id", "model", "endpoint", "metadata", "cost_micros")
+    derived = ("created_hour", "has_usage")
+    targets = ", ".join(quote(name) for name in ("batch_id", *columns, *derived))
+    sources = ", ".join(quote(name) for name in ("id", *columns))
+    updates = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in (*columns, *derived))
+    created = quote("created_at")
+    if db.vendor == "sqlite":
+        seconds = f"CAST(strftime('%%s', {created}) AS INTEGER)"
+    else:
+        seconds = f"CAST(EXTRACT(EPOCH FROM {created}) AS BIGINT)"
+    return (
+        f"INSERT INTO {quote(BatchSpend._meta.db_table)} ({targets}) "
+        f"SELECT {sources}, {seconds} / 3600, "
+        f"({quote('input_tokens')} IS NOT NULL OR {quote('output_tokens')} IS NOT NULL) "
+        f"FROM {quote(batch.db_table)} WHERE {where} "
+        f"ON CONFLICT ({quote('batch_id')}) DO UPDATE SET {updates}"
+    )
+
+
+def _refresh(where: str, params: list[Any]) -> None:
+    db = connections[router.db_for_write(BatchSpend)]
+    with db.cursor() as cursor:
+        cursor.execute(_refresh_sql(db, where), params)
+
+
 def _reprice(pairs: Iterable[tuple[int, str]], book: PriceBook, only: Q) -> int:
     """One UPDATE per (connection, model) pair, limited by `only`; returns the rows written."""
     written = 0
@@ -151,7 +184,9 @@ def price_batches(pks: list[int], book: PriceBook | None = None) -> int:
     book = book or PriceBook.load()
     only = Q(pk__in=pks)
     pairs = Batch.objects.filter(only).values_list("connection_id", "model").distinct()
-    return _reprice(list(pairs), book, only)
+    written = _reprice(list(pairs), book, only)
+    _refresh(f"id IN ({', '.join(['%s'] * len(pks))})", list(pks))
+    return written
 
 
 def recompute(models: Iterable[str] | None = None) -> int:
@@ -162,4 +197,10 @@ def recompute(models: Iterable[str] | None = None) -> int:
     if models is not None:
         wanted = set(models)
         pairs = [pair for pair in pairs if pair[1] in wanted or base_model(pair[1]) in wanted]
-    return _reprice(pairs, book, Q())
+    written = _reprice(pairs, book, Q())
+    names = sorted({model for _, model in pairs})
+    if models is None:
+        _refresh("id >= %s", [0])  # a parameter, so that every driver reads %% as %
+    elif names:
+        _refresh(f"model IN ({', '.join(['%s'] * len(names))})", names)
+    return written

@@ -4,6 +4,7 @@ the batches nobody can price; each budget's state this month; the families of /m
 from __future__ import annotations
 
 import calendar
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -12,15 +13,14 @@ from typing import Any
 
 from django.db.models import BigIntegerField, Count, F, Func, Q, QuerySet, Sum, TextField, Value
 from django.db.models.expressions import CombinedExpression
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from batches.models import Batch, Connection
 from spend import costs, money
-from spend.models import Budget, Price
+from spend.models import BatchSpend, Budget, Price
 from spend.money import dollars
 from spend.prices import PriceBook
 
@@ -131,13 +131,33 @@ class SpendQuery:
         return self.on + timedelta(days=direction * (1 if self.period == "day" else 7))
 
 
+class MetadataText(Func):
+    """metadata's value under one key, as text; NULL without it. One JSON function per row: Django's
+    KeyTextTransform runs three on SQLite (it tells JSON true, false and null apart from text, which
+    metadata, a map of strings, never holds), and the spend page runs it on every batch of a period."""
+
+    output_field: TextField = TextField()
+
+    def __init__(self, key: str) -> None:
+        super().__init__(F("metadata"), Value(key))
+        self.key = key
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"JSON_EXTRACT({column}, %s)", [*params, "$." + json.dumps(self.key)]
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"({column} ->> %s)", [*params, self.key]
+
+
 def _group_expression(query: SpendQuery) -> Any:
     if query.group == "connection":
         return F("connection__name")
     if query.group == "metadata":
         # KeyTextTransform takes the key literally (as the list's metadata filter does); a batch without
         # the key (or without metadata) gives NULL, shown as "(none)".
-        return Cast(KeyTextTransform(query.key, "metadata"), TextField())
+        return MetadataText(query.key)
     return F(query.group)
 
 
@@ -182,44 +202,30 @@ class SpendReport:
         return dollars(self.total_micros)
 
 
-def _period_batches(query: SpendQuery) -> QuerySet[Batch]:
+def _hour(moment: datetime) -> int:
+    return int(moment.timestamp()) // 3600
+
+
+def _period_batches(query: SpendQuery) -> QuerySet[BatchSpend]:
     start, end = query.bounds()
-    return Batch.objects.filter(created_at__gte=start, created_at__lt=end)
+    return BatchSpend.objects.filter(created_hour__gte=_hour(start), created_hour__lt=_hour(end))
 
 
-_HAS_USAGE = Q(input_tokens__isnull=False) | Q(output_tokens__isnull=False)
-
-
-class _EpochSeconds(Func):
-    """A timestamp as whole seconds since 1970, computed by the database itself: Django's TruncDay runs
-    a Python function per row on SQLite, which cost most of the page at 100,000 batches."""
-
-    output_field = BigIntegerField()
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(
-            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)", **extra
-        )
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(
-            compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS BIGINT)", **extra
-        )
+_UNPRICED = Q(cost_micros__isnull=True, has_usage=True)
 
 
 def spend_report(query: SpendQuery) -> SpendReport:
     """One aggregate query by (time bucket, group), from which the table's totals are summed; a second
     for the unpriced models only when there are some.
 
-    Buckets are whole hours or days counted from the period's start in seconds, so a day bucket is off
-    by an hour across a change of daylight-saving time in a zone that has one (the default is UTC)."""
+    Buckets are whole hours or days counted in hours from the period's start (BatchSpend.created_hour),
+    so in a zone with daylight-saving time a day bucket is off by an hour across the change, and in a
+    zone half an hour off UTC by half an hour (the default zone is UTC)."""
     start, _ = query.bounds()
-    step = 3600 if query.hourly else 86400
-    offset = int(start.timestamp())
     bucket = CombinedExpression(
-        CombinedExpression(_EpochSeconds("created_at"), "-", Value(offset), output_field=BigIntegerField()),
+        CombinedExpression(F("created_hour"), "-", Value(_hour(start)), output_field=BigIntegerField()),
         "/",
-        Value(step),
+        Value(1 if query.hourly else 24),
         output_field=BigIntegerField(),
     )
     rows = (
@@ -228,8 +234,8 @@ def spend_report(query: SpendQuery) -> SpendReport:
         .values("bucket", "group_value")
         .annotate(
             micros=Coalesce(Sum("cost_micros"), Value(0)),
-            n=Count("id"),
-            unpriced=Count("id", filter=Q(cost_micros__isnull=True) & _HAS_USAGE),
+            n=Count("pk"),
+            unpriced=Count("pk", filter=_UNPRICED),
         )
         .order_by()
     )
@@ -256,9 +262,9 @@ def spend_report(query: SpendQuery) -> SpendReport:
         unpriced = [
             Unpriced(row["model"] or "(no model)", row["n"])
             for row in _period_batches(query)
-            .filter(_HAS_USAGE, cost_micros__isnull=True)
+            .filter(_UNPRICED)
             .values("model")
-            .annotate(n=Count("id"))
+            .annotate(n=Count("pk"))
             .order_by("-n", "model")
         ]
     return SpendReport(
@@ -363,19 +369,19 @@ def month_bounds(now: datetime) -> tuple[date, datetime, datetime]:
     return first, start, end
 
 
-def budget_batches(budget: Budget) -> QuerySet[Batch]:
+def budget_batches(budget: Budget) -> QuerySet[BatchSpend]:
     if budget.connection_id:
-        return Batch.objects.filter(connection_id=budget.connection_id)
-    return Batch.objects.alias(
-        budget_value=Cast(KeyTextTransform(budget.metadata_key, "metadata"), TextField())
-    ).filter(budget_value=budget.metadata_value)
+        return BatchSpend.objects.filter(connection_id=budget.connection_id)
+    return BatchSpend.objects.alias(budget_value=MetadataText(budget.metadata_key)).filter(
+        budget_value=budget.metadata_value
+    )
 
 
 def budget_state(budget: Budget, now: datetime) -> BudgetState:
     month, start, end = month_bounds(now)
     spent = (
         budget_batches(budget)
-        .filter(created_at__gte=start, created_at__lt=end)
+        .filter(created_hour__gte=_hour(start), created_hour__lt=_hour(end))
         .aggregate(total=Coalesce(Sum("cost_micros"), Value(0)))["total"]
     )
     elapsed = max((now - start).total_seconds(), 3600.0)  # the first hour says too little about a pace
@@ -397,7 +403,7 @@ def budget_or_none(pk: int) -> Budget | None:
 def spend_by_connection_and_model() -> list[tuple[str, str, int]]:
     return [
         (row["connection__name"], row["model"], row["micros"])
-        for row in Batch.objects.filter(cost_micros__isnull=False)
+        for row in BatchSpend.objects.filter(cost_micros__isnull=False)
         .values("connection__name", "model")
         .annotate(micros=Sum("cost_micros"))
         .order_by("connection__name", "model")

@@ -184,3 +184,13 @@ def test_the_sync_stores_the_cost_of_the_batches_it_writes():
     stored = Batch.objects.get(batch_id="batch_cost1")
     # 1M uncached x $0.20 + 1M cached x $0.05 + 1M output x $0.80
     assert stored.cost_micros == 1_050_000
+    # And the spend page's copy of it, in the same transaction.
+    from spend.models import BatchSpend
+
+    copy = BatchSpend.objects.get(batch=stored)
+    assert (copy.cost_micros, copy.model, copy.has_usage, copy.created_hour) == (
+        1_050_000,
+        "gpt-4.1-mini-2025-04-14",
+        True,
+        1_764_300_000 // 3600,
+    )
