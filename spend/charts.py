@@ -53,7 +53,7 @@ def spend_svg(
     y_max, y_step = nice_scale(top)
     frame = _Frame(0, len(buckets), y_max, y_step)
     slot = (WIDTH - LEFT - RIGHT) / len(buckets)
-    body = _y_axis(frame, unit="$")
+    body = _y_axis(frame)  # dollars: the chart's title says so
     every = max(1, len(buckets) // 8)
     colour_of = {**colours(ordered_groups), OTHER: PALETTE[-1]}
     for index, bucket in enumerate(buckets):
