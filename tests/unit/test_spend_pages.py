@@ -109,6 +109,7 @@ def test_the_csv_neutralises_spreadsheet_formulas():
         model="gpt-4o",
         metadata={"project": "=HYPERLINK(1)"},
         status="completed",
+        created_at=timezone.now(),
         input_tokens=1,
         output_tokens=1,
     )
