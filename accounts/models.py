@@ -9,6 +9,7 @@ class AuditEvent(models.Model):
 
     class Action(models.TextChoices):
         CANCEL = "cancel", "Cancel batch"
+        BULK_CANCEL = "bulk_cancel", "Bulk cancel"
         CREATE_BATCH = "create_batch", "Create batch"
         CONNECTION_CREATE = "connection_create", "Connection created"
         CONNECTION_UPDATE = "connection_update", "Connection changed"

@@ -15,12 +15,16 @@ from datetime import date, datetime
 from html import escape
 from itertools import pairwise
 
+from batches.eta import rate_text
 from batches.statuses import TERMINAL_STATUSES
 
-WIDTH, HEIGHT = 640, 200
+# A narrow drawing with large text: the SVG scales to its box, and a phone's box (about 340 px) must
+# still show labels of about 10 px; on a wide screen the stylesheet caps the chart's width.
+WIDTH, HEIGHT = 480, 200
+FONT_SIZE = 14
 # The list page's chart sits above the table: lower, so that the table stays in view.
 OUTCOMES_HEIGHT = 150
-LEFT, RIGHT, TOP, BOTTOM = 52, 12, 24, 26
+LEFT, RIGHT, TOP, BOTTOM = 56, 12, 26, 28
 # Resampling keeps the markup small and the throughput readable however many snapshots a batch has.
 THROUGHPUT_BUCKETS = 48
 MAX_LINE_POINTS = 240
@@ -84,7 +88,7 @@ def _svg(label: str, body: list[str], height: int = HEIGHT) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {height}" '
         f'width="100%" role="img" aria-label="{_text(label)}" font-family="system-ui, sans-serif" '
-        f'font-size="11"><title>{_text(label)}</title>' + "".join(body) + "</svg>"
+        f'font-size="{FONT_SIZE}"><title>{_text(label)}</title>' + "".join(body) + "</svg>"
     )
 
 
@@ -92,8 +96,8 @@ def _empty(label: str, message: str) -> str:
     return _svg(
         label,
         [
-            f'<text x="{WIDTH / 2:.0f}" y="{HEIGHT / 2:.0f}" text-anchor="middle" fill="currentColor" '
-            f'fill-opacity="0.6">{_text(message)}</text>'
+            f'<text x="{WIDTH / 2:.0f}" y="{HEIGHT / 2:.0f}" text-anchor="middle" fill="currentColor">'
+            f"{_text(message)}</text>"
         ],
     )
 
@@ -204,12 +208,13 @@ def throughput_svg(
     path.append(f"L{frame.x(frame.x1):.1f},{frame.y(0):.1f}Z")
     peak = max(r for *_, r in rates)
     body = [
-        *_y_axis(frame, "/min"),
-        f'<path d="{" ".join(path)}" fill="{COLOURS["rate"]}" fill-opacity="0.18" '
+        # The unit is in the figure's caption ("Requests per minute"): labels stay short at FONT_SIZE.
+        *_y_axis(frame),
+        f'<path class="series-rate" d="{" ".join(path)}" fill="{COLOURS["rate"]}" fill-opacity="0.18" '
         f'stroke="{COLOURS["rate"]}" stroke-width="1.5"/>',
         *_time_axis(frame, rates[0][0], rates[-1][1]),
-        f'<text x="{WIDTH - RIGHT}" y="13" text-anchor="end" fill="currentColor" fill-opacity="0.7">'
-        f"{_text(f'peak {_num(peak)}/min')}</text>",
+        f'<text x="{WIDTH - RIGHT}" y="15" text-anchor="end" fill="currentColor">'
+        f"{_text(f'peak {rate_text(peak)}')}</text>",
     ]
     return _svg(label, body)
 
@@ -240,12 +245,12 @@ def progress_svg(
         failed_line.append((frame.x(end.timestamp()), failed_line[-1][1]))
     body = [
         *_y_axis(frame, "%"),
-        f'<polyline points="{_points(done_line)}" fill="none" stroke="{COLOURS["completed"]}" '
-        f'stroke-width="2"/>',
-        f'<polyline points="{_points(failed_line)}" fill="none" stroke="{COLOURS["failed"]}" '
-        f'stroke-width="1.5" stroke-dasharray="4 3"/>',
+        f'<polyline class="series-completed" points="{_points(done_line)}" fill="none" '
+        f'stroke="{COLOURS["completed"]}" stroke-width="2"/>',
+        f'<polyline class="series-failed" points="{_points(failed_line)}" fill="none" '
+        f'stroke="{COLOURS["failed"]}" stroke-width="1.5" stroke-dasharray="4 3"/>',
         *_time_axis(frame, rows[0][0], end),
-        _legend([("done", COLOURS["completed"]), ("failed", COLOURS["failed"])]),
+        _legend([("done", COLOURS["completed"], "completed"), ("failed", COLOURS["failed"], "failed")]),
     ]
     return _svg(label, body)
 
@@ -254,12 +259,16 @@ def _points(line: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in line)
 
 
-def _legend(items: Sequence[tuple[str, str]], x: float = LEFT + 8) -> str:
+def _legend(items: Sequence[tuple[str, str, str]], x: float = LEFT + 8) -> str:
+    """(text, colour, series) per entry; the series names the class dark mode recolours."""
     parts = []
-    for text, colour in items:
-        parts.append(f'<rect x="{x:.1f}" y="4" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 14:.1f}" y="13" fill="currentColor">{_text(text)}</text>')
-        x += 24 + 6.5 * len(text)
+    for text, colour, series in items:
+        parts.append(
+            f'<rect class="series-{series}" x="{x:.1f}" y="4" width="11" height="11" fill="{colour}"/>'
+        )
+        parts.append(f'<text x="{x + 15:.1f}" y="15" fill="currentColor">{_text(text)}</text>')
+        # About the advance of a digit or letter at FONT_SIZE, so that entries never overlap.
+        x += 24 + 0.56 * FONT_SIZE * len(text)
     return "<g>" + "".join(parts) + "</g>"
 
 
@@ -283,7 +292,8 @@ def outcomes_svg(days: Sequence[date], counts: dict[tuple[date, str], int]) -> s
                 continue
             top, bottom = frame.y(base + n), frame.y(base)
             body.append(
-                f'<rect x="{x:.1f}" y="{top:.1f}" width="{slot * 0.64:.1f}" height="{bottom - top:.1f}" '
+                f'<rect class="series-{status}" x="{x:.1f}" y="{top:.1f}" width="{slot * 0.64:.1f}" '
+                f'height="{bottom - top:.1f}" '
                 f'fill="{COLOURS[status]}"><title>{_text(f"{day:%a %b %d}: {n} {status}")}</title></rect>'
             )
             base += n
@@ -298,5 +308,7 @@ def outcomes_svg(days: Sequence[date], counts: dict[tuple[date, str], int]) -> s
             f"{_text(f'{day:%a %d}')}</text>"
         )
     sums = {status: sum(counts.get((day, status), 0) for day in days) for status in TERMINAL_STATUSES}
-    body.append(_legend([(f"{status} {sums[status]}", COLOURS[status]) for status in TERMINAL_STATUSES]))
+    body.append(
+        _legend([(f"{status} {sums[status]}", COLOURS[status], status) for status in TERMINAL_STATUSES])
+    )
     return _svg(label, body, OUTCOMES_HEIGHT)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
 
 # How much the most recent rate counts against the average since the batch began: recent progress
 # predicts the next minutes better, the average damps bursts and pauses.
@@ -43,19 +41,16 @@ def estimate(
     return Estimate(rate, now + timedelta(minutes=remaining / rate))
 
 
-# --- from the snapshot history ----------------------------------------------------------------------
-
-# The recent rate is measured over this much of the latest history.
-RECENT_WINDOW = timedelta(minutes=10)
+# --- the one estimate every page shows ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class EtaRange:
-    """The expected end, and the span it likely falls in: `earliest_at` at the faster of the recent and
-    the average rate, `latest_at` at the slower (None when that rate is zero: no end in sight)."""
+    """The expected end and the span it likely falls in, between the ends at the faster and at the
+    slower of the recent rate and the average since the batch began (the ETA itself is at their weighted
+    blend). `latest_at` is None when the slower rate is zero (no end in sight)."""
 
     rate_per_minute: float | None
-    recent_rate: float | None
     average_rate: float | None
     eta_at: datetime | None
     earliest_at: datetime | None
@@ -66,71 +61,70 @@ class EtaRange:
         return self.eta_at is not None
 
 
-NO_ESTIMATE = EtaRange(None, None, None, None, None, None)
+NO_ESTIMATE = EtaRange(None, None, None, None, None)
 
 
-def done_at(points: Sequence[tuple[datetime, int]], moment: datetime) -> float:
-    """Requests done at `moment`, reading the points as a line (before the first: its value)."""
-    if moment <= points[0][0]:
-        return float(points[0][1])
-    for (t0, d0), (t1, d1) in pairwise(points):
-        if moment <= t1:
-            span = (t1 - t0).total_seconds()
-            return d1 if span <= 0 else d0 + (d1 - d0) * (moment - t0).total_seconds() / span
-    return float(points[-1][1])
+def _finish(start: datetime, remaining: int, rate: float) -> datetime | None:
+    return start + timedelta(minutes=remaining / rate) if rate > 0 else None
 
 
-def clean_history(points: Iterable[tuple[datetime, int]], now: datetime) -> list[tuple[datetime, int]]:
-    """In time order, never going back (counts only grow), nothing after `now`."""
-    cleaned: list[tuple[datetime, int]] = []
-    highest = 0
-    for moment, done in sorted(points, key=lambda point: point[0]):
-        highest = max(highest, done)
-        cleaned.append((min(moment, now), highest))
-    return cleaned
-
-
-def _finish(now: datetime, remaining: int, rate: float) -> datetime | None:
-    return now + timedelta(minutes=remaining / rate) if rate > 0 else None
-
-
-def estimate_from_history(
-    points: Iterable[tuple[datetime, int]],
+def stored_range(
     *,
+    done: int,
     total: int,
-    now: datetime,
-    recent_window: timedelta = RECENT_WINDOW,
-    recent_weight: float = RECENT_WEIGHT,
+    in_progress_at: datetime | None,
+    measured_at: datetime | None,
+    rate_per_minute: float | None,
+    eta_at: datetime | None,
 ) -> EtaRange:
-    """ETA from (time, requests done) observations: the recent rate weighted over the average since the
-    first point, with a range between the two.
-
-    Snapshots are written only when the counts change, so the count is taken to have stayed at its
-    last value until `now`: a history that stops moving reads as a falling recent rate, not a stale one.
-    """
-    history = clean_history(points, now)
-    if total <= 0 or not history:
+    """The range around the ETA the sync stored (`estimate` above, at `measured_at`: when progress was
+    last seen). It reads stored columns only, so the list's row, the detail page's header and its
+    history show the same moments whenever and wherever they are rendered."""
+    if eta_at is None:
         return NO_ESTIMATE
-    last_moment, done = history[-1]
+    if (
+        rate_per_minute is None
+        or in_progress_at is None
+        or measured_at is None
+        or measured_at <= in_progress_at
+        or total <= 0
+    ):
+        return EtaRange(rate_per_minute, None, eta_at, eta_at, eta_at)
+    average = done / ((measured_at - in_progress_at).total_seconds() / 60)
+    # The stored rate is RECENT_WEIGHT * recent + (1 - RECENT_WEIGHT) * average, with this very average
+    # (`estimate` at measured_at): the recent rate follows, with no column of its own.
+    recent = max((rate_per_minute - (1 - RECENT_WEIGHT) * average) / RECENT_WEIGHT, 0.0)
     remaining = max(total - done, 0)
-    if remaining == 0:
-        return EtaRange(None, None, None, last_moment, last_moment, last_moment)
-    if now > last_moment:
-        history.append((now, done))
-    start, start_done = history[0]
-    minutes = (now - start).total_seconds() / 60
-    if minutes <= 0:
-        return NO_ESTIMATE
-    average = (done - start_done) / minutes
-    window_start = max(start, now - recent_window)
-    window_minutes = (now - window_start).total_seconds() / 60
-    recent = (done - done_at(history, window_start)) / window_minutes
-    rate = recent_weight * recent + (1 - recent_weight) * average
+    try:
+        fast = _finish(measured_at, remaining, max(recent, average))
+        slow = _finish(measured_at, remaining, min(recent, average))
+    except OverflowError:  # an end beyond the calendar: no bound on that side
+        fast, slow = None, None
     return EtaRange(
-        rate_per_minute=rate,
-        recent_rate=recent,
+        rate_per_minute=rate_per_minute,
         average_rate=average,
-        eta_at=_finish(now, remaining, rate),
-        earliest_at=_finish(now, remaining, max(recent, average)),
-        latest_at=_finish(now, remaining, min(recent, average)),
+        eta_at=eta_at,
+        # The stored ETA was computed from the same numbers; min/max only guard against rounding.
+        earliest_at=min(eta_at, fast) if fast else eta_at,
+        latest_at=max(eta_at, slow) if slow else None,
     )
+
+
+# --- rates for people ---------------------------------------------------------------------------------
+
+_SCALES = ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k"))
+
+
+def rate_text(per_minute: float | None) -> str:
+    """A rate rounded for people: 0.4/min, 12/min, 950/min, 7.7k/min, 77k/min, 1.2M/min. Two or three
+    significant digits: the rate moves by more than that between two syncs anyway."""
+    if per_minute is None or per_minute < 0:
+        return ""
+    for size, suffix in _SCALES:
+        # 999.7 would round to "1000/min": such a value belongs to the next scale up.
+        if per_minute >= size * 0.9995:
+            scaled = per_minute / size
+            return f"{scaled:.1f}{suffix}/min" if scaled < 9.95 else f"{scaled:.0f}{suffix}/min"
+    if per_minute < 9.95:
+        return f"{per_minute:.1f}/min" if per_minute >= 0.05 else ("0/min" if not per_minute else "<0.1/min")
+    return f"{per_minute:.0f}/min"

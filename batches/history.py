@@ -1,4 +1,4 @@
-"""Reads for the history charts and the ETA range: the snapshots of one batch, and the outcomes of the
+"""Reads for the history charts: the snapshots of one batch, and the outcomes of the
 last days in one aggregate query."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from batches.eta import NO_ESTIMATE, EtaRange, estimate_from_history
 from batches.models import Batch, ProgressSnapshot
 from batches.statuses import STATUS_TIMESTAMP_FIELD, TERMINAL_STATUSES
 
@@ -44,14 +43,6 @@ def progress_points(batch: Batch, history: list[Snapshot]) -> list[tuple[datetim
     if start is not None and (not points or points[0][0] > start):
         points.insert(0, (start, 0))
     return points
-
-
-def eta_range(batch: Batch, history: list[Snapshot], now: datetime | None = None) -> EtaRange:
-    if batch.status != "in_progress":
-        return NO_ESTIMATE
-    return estimate_from_history(
-        progress_points(batch, history), total=batch.total_requests, now=now or timezone.now()
-    )
 
 
 def outcomes_by_day(

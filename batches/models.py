@@ -271,3 +271,68 @@ class CancelRequest(models.Model):
 
     def __str__(self) -> str:
         return f"cancel {self.batch} by {self.user} at {self.requested_at:%Y-%m-%d %H:%M:%S}"
+
+
+class BulkCancel(models.Model):
+    """An operator's request to cancel many batches at once. A Celery task works through its items;
+    both live here, not in a worker's memory, so progress survives restarts and every web process
+    shows the same. The idempotency key comes from the confirmation form: a replayed or double-clicked
+    POST finds the same request instead of starting a second one."""
+
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    # What was selected, in words ("3 selected batches", "every batch matching status=in_progress").
+    selection = models.CharField(max_length=500)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Compare-and-set lease of the one task working on it: another run waits until it expires, so a
+    # redelivered or duplicated task never works through the same items at the same time.
+    running_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"bulk cancel {self.pk}: {self.selection}"
+
+
+class BulkCancelItem(models.Model):
+    """One batch of a bulk cancel and where it stands."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        # Claimed by a task (compare-and-set from pending) and being sent to the API.
+        SENDING = "sending", "sending"
+        DONE = "done", "done"
+        ALREADY_FINISHED = "already_finished", "already finished"
+        REFUSED = "refused", "refused"
+        FAILED = "failed", "failed"
+
+    OPEN_STATES = (State.PENDING, State.SENDING)
+
+    bulk = models.ForeignKey(BulkCancel, on_delete=models.CASCADE, related_name="items")
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # After a 429: not sent again before this (the API's retry-after).
+    not_before = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # The token of the run that claimed it: only that run may write its answer.
+    claim = models.CharField(max_length=32, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("pk",)
+        constraints = [
+            models.UniqueConstraint(fields=("bulk", "batch"), name="bulk_cancel_item_once_per_batch"),
+            # Two bulk requests (two tabs) never both hold the same batch open: it is cancelled once.
+            models.UniqueConstraint(
+                fields=("batch",),
+                condition=Q(state__in=("pending", "sending")),
+                name="bulk_cancel_one_open_item_per_batch",
+            ),
+        ]
+        indexes = [models.Index(fields=("bulk", "state"), name="bulk_cancel_item_state")]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} in bulk cancel {self.bulk_id}: {self.state}"

@@ -16,6 +16,7 @@ from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from batches import selectors
+from batches.eta import rate_text, stored_range
 from batches.models import Batch, Progress
 from batches.statuses import status_class, status_label
 from spend.money import batch_cost_text
@@ -52,6 +53,14 @@ def until_text(value: datetime, now: datetime) -> str:
 
 CHIP_KEY_CHARS = 20
 CHIP_VALUE_CHARS = 24
+# Ids up to this long are shown whole; longer ones keep their start and end around an ellipsis.
+SHORT_ID_CHARS = 18
+
+
+def short_id(value: str, head: int = 10, tail: int = 5) -> str:
+    """ "batch_6745a1b2c3d4e5f6a7b8c9d0" as "batch_6745…8c9d0": the start says what it is, the end tells
+    ids apart. The full id stays in the title and the copy button."""
+    return value if len(value) <= SHORT_ID_CHARS else f"{value[:head]}…{value[-tail:]}"
 
 
 class Moment(TypedDict):
@@ -84,7 +93,9 @@ def cancel_button(batch: Batch, origin: str) -> CancelButton:
 class Row(TypedDict):
     pk: int
     batch_id: str
+    short_id: str
     status: str
+    terminal: bool  # announced once when a polled row turns terminal (static/js/app.js)
     status_class: str
     status_label: str
     css_class: str  # the <tr>'s: its status, and whether it stalled
@@ -94,12 +105,14 @@ class Row(TypedDict):
     progress: Progress
     connection_name: str
     endpoint: str
+    endpoint_short: str  # without the "/v1/" every endpoint starts with
     model: str
     chips: list[tuple[str, str]]
+    chips_rest: str  # every chip but the first, for the "+N" tooltip
     created: Moment | None
     elapsed: str
     elapsed_ticks: bool
-    eta: Moment | None
+    eta: Eta | None
     eta_after_expiry: bool
     expires_title: str
     synced: Moment | None
@@ -151,13 +164,48 @@ def batch_url(name: str, pk: int) -> str:
     return _url_pattern(name, get_script_prefix()).format(pk=pk)
 
 
-def _eta(batch: Batch, now: datetime) -> Moment | None:
-    if not batch.eta_at or batch.status != "in_progress":
+class Eta(Moment):
+    """The one ETA of a batch, as the list's row, the detail page's header and its history show it."""
+
+    range: str  # "likely between 12:03 and 12:10"
+    rate: str  # "7.7k/min"
+
+
+def _clock(value: datetime, now: datetime) -> str:
+    local = timezone.localtime(value)
+    same_day = local.date() == timezone.localtime(now).date()
+    return local.strftime("%H:%M") if same_day else f"{local:%b} {local.day} {local:%H:%M}"
+
+
+def eta(batch: Batch, now: datetime) -> Eta | None:
+    """From the stored estimate (batches.eta.stored_range): None unless the batch runs and has one."""
+    if batch.status != "in_progress":
         return None
-    eta = _moment(batch.eta_at, until_text(batch.eta_at, now))
-    if batch.rate_per_minute:
-        eta["title"] += f", {batch.rate_per_minute:.0f} requests/min"
-    return eta
+    guess = stored_range(
+        done=batch.completed_requests + batch.failed_requests,
+        total=batch.total_requests,
+        in_progress_at=batch.in_progress_at,
+        measured_at=batch.last_progress_at,
+        rate_per_minute=batch.rate_per_minute,
+        eta_at=batch.eta_at,
+    )
+    if guess.eta_at is None:
+        return None
+    earliest = _clock(guess.earliest_at or guess.eta_at, now)
+    if guess.latest_at is None:
+        span = f"likely after {earliest} (no end in sight at the slower rate)"
+    else:
+        latest = _clock(guess.latest_at, now)
+        span = f"likely at {earliest}" if earliest == latest else f"likely between {earliest} and {latest}"
+    rate = rate_text(guess.rate_per_minute)
+    moment = _moment(guess.eta_at, until_text(guess.eta_at, now))
+    return {
+        "iso": moment["iso"],
+        "relative": moment["relative"],
+        "title": f"{moment['title']}, {span}" + (f", at {rate}" if rate else ""),
+        "range": span,
+        "rate": rate,
+    }
 
 
 def _poll_url(batch: Batch, now: datetime, stalled_after: timedelta, can_operate: bool) -> str:
@@ -170,7 +218,8 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
     """`batch` as loaded by selectors (ROW_FIELDS and connection_name)."""
     stalled = batch.is_stalled(now, stalled_after)
     css_status = status_class(batch.status)
-    eta = _eta(batch, now)
+    eta_shown = eta(batch, now)
+    chips = _chips(batch.metadata)
     cost, cost_title = batch_cost_text(
         batch.cost_micros,
         has_usage=batch.input_tokens is not None or batch.output_tokens is not None,
@@ -181,7 +230,9 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
     return {
         "pk": batch.pk,
         "batch_id": batch.batch_id,
+        "short_id": short_id(batch.batch_id),
         "status": batch.status,
+        "terminal": batch.is_terminal,
         "status_class": css_status,
         "status_label": status_label(batch.status),
         "css_class": f"status-{css_status} stalled" if stalled else f"status-{css_status}",
@@ -192,13 +243,15 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         # Added by the selectors' .annotate(); a model type cannot know of per-query attributes.
         "connection_name": batch.connection_name,  # type: ignore[attr-defined]
         "endpoint": batch.endpoint,
+        "endpoint_short": batch.endpoint.removeprefix("/v1/"),
         "model": batch.model,
-        "chips": _chips(batch.metadata),
+        "chips": chips,
+        "chips_rest": ", ".join(title for title, _ in chips[1:]),
         "created": _moment(batch.created_at, ago_text(batch.created_at, now)) if batch.created_at else None,
         "elapsed": _elapsed(batch, now),
         "elapsed_ticks": batch.is_active and batch.created_at is not None,
-        "eta": eta,
-        "eta_after_expiry": eta is not None and batch.eta_after_expiry,
+        "eta": eta_shown,
+        "eta_after_expiry": eta_shown is not None and batch.eta_after_expiry,
         "expires_title": (
             timezone.localtime(batch.expires_at).strftime("%Y-%m-%d %H:%M %Z") if batch.expires_at else ""
         ),

@@ -23,7 +23,6 @@ from django.utils.safestring import SafeString, mark_safe
 
 from batches import charts, history
 from batches.connections import is_configured
-from batches.eta import EtaRange
 from batches.models import Batch, Connection
 from batches.statuses import ACTIVE_STATUSES, KNOWN_STATUSES, STATUS_TIMESTAMP_FIELD, TERMINAL_STATUSES
 from dashboard.prepared import PreparedQuery
@@ -454,10 +453,9 @@ def phases(batch: Batch) -> list[Phase]:
 
 @dataclass(frozen=True)
 class BatchHistory:
-    """The detail page's charts (SVG whose every text is escaped by batches.charts) and ETA range."""
+    """The detail page's charts (SVG whose every text is escaped by batches.charts)."""
 
     count: int
-    eta: EtaRange
     throughput: SafeString
     progress: SafeString
 
@@ -477,7 +475,6 @@ def batch_history(batch: Batch, now: datetime) -> BatchHistory:
     )
     return BatchHistory(
         count=len(snapshots),
-        eta=history.eta_range(batch, snapshots, now),
         # batches.charts escapes every text it writes into the SVG.
         throughput=mark_safe(throughput),
         progress=mark_safe(progress),

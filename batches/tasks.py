@@ -12,7 +12,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from batches import schedule, sync
+from batches import schedule, services_bulk, sync
 from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
@@ -86,4 +86,19 @@ def dispatch_due_syncs() -> list[str]:
             task = full_sync_batches if kind == "full_sync" else refresh_active_batches
             task.delay(connection.pk)
             enqueued.append(f"{kind}:{connection.name}")
+    # A bulk cancel whose task was lost (the broker was down when it was requested) is picked up
+    # here; one already at work holds its lease, so this never runs one twice at once.
+    for bulk_pk in services_bulk.unfinished_bulk_cancels():
+        bulk_cancel_batches.delay(bulk_pk)
+        enqueued.append(f"bulk_cancel:{bulk_pk}")
     return enqueued
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def bulk_cancel_batches(bulk_pk: int) -> str:
+    """Cancel the due batches of one bulk cancel; run again when the rest is due (after a 429's
+    retry-after or a transient failure's backoff)."""
+    outcome = services_bulk.run_bulk_cancel(bulk_pk)
+    if outcome.retry_in is not None:
+        bulk_cancel_batches.apply_async((bulk_pk,), countdown=outcome.retry_in)
+    return outcome.summary()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views, views_connections, views_results
+from batches import views, views_bulk, views_connections, views_results
 
 app_name = "batches"
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("", views.batch_list, name="list"),
     path("batches/<int:pk>/", views.batch_detail, name="detail"),
     path("batches/<int:pk>/cancel/", views.batch_cancel, name="cancel"),
+    path("batches/bulk-cancel/", views_bulk.bulk_cancel, name="bulk_cancel"),
+    path("batches/bulk-cancel/<int:pk>/", views_bulk.bulk_cancel_progress, name="bulk_cancel_progress"),
     path("batches/new/", views_results.batch_create, name="create"),
     path("batches/<int:pk>/results/", views_results.batch_results, name="results"),
     path("batches/<int:pk>/files/<str:kind>/", views_results.file_preview, name="file_preview"),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.polls import PollRequest, poll_login_required
 from accounts.roles import OPERATOR, can_operate, role_required
-from batches import rows, selectors, services
+from batches import rows, selectors, selectors_bulk, services
 from batches.models import Batch
 from dashboard.htmx import HtmxHttpRequest
 from spend import money
@@ -63,6 +63,11 @@ def batch_list(request: HtmxHttpRequest) -> HttpResponse:
     if target != "batch-table":
         connections = selectors.all_connections()
         context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
+    if target != "summary" and can_operate(request.user):
+        # Bulk cancel's "all N matching these filters", from the status counts (cached a few seconds).
+        counts = context.get("counts") or selectors.status_counts(filters)
+        context["bulk_matching"] = selectors_bulk.cancellable_matching(counts, filters)
+        context["bulk_page"] = [row["pk"] for row in context["rows"] if row["cancel"]]
     if target not in ("summary", "batch-table"):
         # The filter form is only on the full page; the summary poll needs none of it.
         context.update(

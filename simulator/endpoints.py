@@ -59,6 +59,7 @@ API_ROUTES: list[Route] = [
 CONTROL_ROUTES: list[Route] = [
     (re.compile(r"/_sim/faults"), {"GET": "get_faults", "POST": "set_faults"}),
     (re.compile(r"/_sim/state"), {"GET": "sim_state"}),
+    (re.compile(r"/_sim/requests"), {"GET": "sim_requests", "DELETE": "clear_requests"}),
     (re.compile(r"/_sim/advance"), {"POST": "sim_advance"}),
     (re.compile(r"/_sim/plan/(?P<item_id>[^/]+)"), {"GET": "sim_plan"}),
     (re.compile(r"/_sim/patch/(?P<item_id>[^/]+)"), {"GET": "get_patch", "POST": "set_patch"}),
@@ -196,6 +197,13 @@ class Endpoints:
 
     def _sim_state(self, *, body: bytes, query: dict[str, str]) -> Response:
         return json_response(200, self.server.world.state())
+
+    def _sim_requests(self, *, body: bytes, query: dict[str, str]) -> Response:
+        return json_response(200, {"requests": self.server.requests.rows(query.get("path_prefix", ""))})
+
+    def _clear_requests(self, *, body: bytes, query: dict[str, str]) -> Response:
+        self.server.requests.clear()
+        return json_response(200, {"requests": []})
 
     def _sim_advance(self, *, body: bytes, query: dict[str, str]) -> Response:
         payload = self._json_body(body)

@@ -32,6 +32,7 @@ from simulator.endpoints import (
 from simulator.errors import ApiError
 from simulator.faults import FaultConfig, Faults
 from simulator.state import SimWorld
+from simulator.tally import RequestTally
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class SimServer(ThreadingHTTPServer):
         # Batch id -> an object merged into that batch wherever /v1 serves it (see /_sim/patch): how
         # tests serve values the real API might send but the simulated world never makes.
         self.patches: dict[str, dict[str, Any]] = {}
+        self.requests = RequestTally()
         self.verbose = False
         super().__init__(address, _Handler)
 
@@ -156,6 +158,9 @@ class _Handler(Endpoints, BaseHTTPRequestHandler):
         request_id = "req_" + uuid.uuid4().hex
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
+        # One handler serves every request of a keep-alive connection: what the last one tallied must
+        # not carry over.
+        self._tallied_path: str | None = None
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             body = self._read_body()
@@ -183,6 +188,7 @@ class _Handler(Endpoints, BaseHTTPRequestHandler):
             self._send(self._run(action, path_params, query, body), request_id, started)
             return
 
+        self._tallied_path = path
         denied = self._authenticate()
         if denied is not None:
             self._send(denied, request_id, started)
@@ -325,6 +331,9 @@ class _Handler(Endpoints, BaseHTTPRequestHandler):
 
     def _send(self, response: Response, request_id: str, started: float, *, cutoff: bool = False) -> None:
         size = response.stream[0] if response.stream is not None else len(response.body)
+        tallied = getattr(self, "_tallied_path", None)
+        if tallied is not None:
+            self.server.requests.record(self.command, tallied, response.status)
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)

@@ -119,6 +119,21 @@ class Simulator:
     def set_faults(self, **faults) -> None:
         self.control.post("/_sim/faults", json=faults).raise_for_status()
 
+    def requests(self, path_prefix: str = "/v1/") -> list[dict]:
+        """What the simulator's /v1 routes received: method, path, answered status and count."""
+        response = self.control.get("/_sim/requests", params={"path_prefix": path_prefix})
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    def cancels_accepted(self) -> dict[str, int]:
+        """Batch id -> how many cancel requests the API answered with 200."""
+        accepted: dict[str, int] = {}
+        for row in self.requests("/v1/batches/"):
+            if row["method"] == "POST" and row["path"].endswith("/cancel") and row["status"] == 200:
+                batch_id = row["path"].removeprefix("/v1/batches/").removesuffix("/cancel")
+                accepted[batch_id] = accepted.get(batch_id, 0) + row["count"]
+        return accepted
+
     def close(self) -> None:
         from simulator.server import stop
 

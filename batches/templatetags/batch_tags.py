@@ -6,6 +6,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from batches import eta as eta_module
 from batches import rows, statuses
 
 register = template.Library()
@@ -55,3 +56,13 @@ def cancel_button(batch, origin: str) -> rows.CancelButton:
 @register.filter
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+# Rates for people ("7.7k/min"), the one rounding every page uses.
+register.filter("rate", eta_module.rate_text)
+
+
+@register.simple_tag(takes_context=True)
+def batch_eta(context, batch) -> rows.Eta | None:
+    """The batch's one ETA (rows.eta), as the list's row shows it."""
+    return rows.eta(batch, context.get("now") or timezone.now())

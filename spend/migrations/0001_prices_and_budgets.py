@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("batches", "0006_batch_cost"),
+        ("batches", "0007_batch_cost"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

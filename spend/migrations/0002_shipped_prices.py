@@ -11,6 +11,6 @@ def load(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("spend", "0001_prices_and_budgets"), ("batches", "0006_batch_cost")]
+    dependencies = [("spend", "0001_prices_and_budgets"), ("batches", "0007_batch_cost")]
 
     operations = [migrations.RunPython(load, migrations.RunPython.noop)]

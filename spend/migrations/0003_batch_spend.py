@@ -14,7 +14,7 @@ def price_every_batch(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("batches", "0006_batch_cost"),
+        ("batches", "0007_batch_cost"),
         ("spend", "0002_shipped_prices"),
     ]
 

@@ -76,3 +76,38 @@
   setInterval(tick, 1000);
   document.addEventListener("htmx:afterSwap", tick);
 })();
+
+// A polite announcement when a batch on the page finishes: every element carrying data-announce (a
+// list row, the detail page's header) is remembered by id with whether it was terminal; after any htmx
+// swap, one that turned terminal is announced once. Polls that change nothing announce nothing.
+(function () {
+  const terminal = new Map();
+  function scan(announce) {
+    const finished = [];
+    document.querySelectorAll("[data-announce]").forEach(function (element) {
+      if (!element.id) return;
+      const isTerminal = element.hasAttribute("data-terminal");
+      if (announce && terminal.get(element.id) === false && isTerminal) {
+        const badge = element.querySelector(".badge");
+        finished.push("Batch " + element.dataset.announce + " " + (badge ? badge.textContent.trim() : element.dataset.status) + ".");
+      }
+      terminal.set(element.id, isTerminal);
+    });
+    const region = document.getElementById("announcer");
+    if (finished.length && region) {
+      region.textContent = "";
+      // A fresh text node after a pause, so a reader announces even a text equal to the last one.
+      setTimeout(function () { region.textContent = finished.join(" "); }, 100);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { scan(false); });
+  document.addEventListener("htmx:afterSettle", function () { scan(true); });
+  document.addEventListener("htmx:oobAfterSwap", function () { scan(true); });
+})();
+
+// Content shown on hover or focus (the list's "+N" metadata) is dismissed with Escape (WCAG 1.4.13).
+document.addEventListener("keydown", function (event) {
+  if (event.key === "Escape" && document.activeElement && document.activeElement.classList.contains("meta-more")) {
+    document.activeElement.blur();
+  }
+});

@@ -101,7 +101,7 @@ def test_cancel_and_confirm_turns_the_row_cancelling_then_cancelled(page, live_s
 def test_filters_and_pagination_change_the_url_and_survive_a_reload(page, live_server, stack, simulator):
     wait_for_batches(simulator.count())
     sign_in(page, live_server)
-    page.check("input[name=status][value=completed]")
+    page.click("a.status-card[data-status=completed]")  # the status cards are the status filter
     page.wait_for_url(re.compile(r"status=completed"))
     expect(page.locator("#batch-table tbody tr").first).to_be_visible()
     page.get_by_role("link", name="Next page »").click()
@@ -109,7 +109,7 @@ def test_filters_and_pagination_change_the_url_and_survive_a_reload(page, live_s
     first_rows = page.locator("#batch-table tbody tr").evaluate_all("rows => rows.map(r => r.id)")
     assert first_rows
     page.reload()
-    assert page.locator("input[name=status][value=completed]").is_checked()
+    assert page.locator("a.status-card[data-status=completed]").get_attribute("aria-current") == "true"
     again = page.locator("#batch-table tbody tr").evaluate_all("rows => rows.map(r => r.id)")
     assert again == first_rows
     statuses = set(page.locator("#batch-table tbody .badge").all_inner_texts())

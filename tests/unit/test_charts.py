@@ -41,7 +41,7 @@ def test_the_throughput_chart_is_valid_svg_with_its_axes():
     root = parse(charts.throughput_svg(steady()))
     assert len(root.findall(f"{SVG}path")) == 1
     labels = texts(root)
-    assert "10/min" in labels and "peak 10/min" in labels
+    assert "10" in labels and "peak 10/min" in labels  # the unit is in the caption
     assert "12:00" in labels and "13:00" in labels
 
 
@@ -137,6 +137,11 @@ def test_the_pages_show_the_charts_and_the_eta_range(client):
         status="in_progress",
         in_progress_at=now - timedelta(minutes=30),
         total_requests=1000,
+        completed_requests=300,
+        # As the sync stores them: faster lately (20/min) than on average (10/min).
+        last_progress_at=now,
+        rate_per_minute=20.0,
+        eta_at=now + timedelta(minutes=35),
     )
     for m in range(0, 31, 5):
         ProgressSnapshot.objects.create(
@@ -149,7 +154,13 @@ def test_the_pages_show_the_charts_and_the_eta_range(client):
     assert len(svgs) == 2
     for svg in svgs:
         parse(svg)
-    assert "likely between" in detail
+    # One estimate, the same in the header and under History.
+    shown = re.findall(r"<span data-eta>(.*?)</span>\s*</", detail, flags=re.DOTALL)
+    assert len(shown) == 2 and shown[0] == shown[1]
+    assert "likely between" in shown[0]
+    range_text = re.search(r"<span data-eta-range>(.*?)</span>", detail)[1]
+    row = client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
+    assert range_text in row and "20/min" in row  # the list's row: the same range, the same rate
     assert "<b>" not in detail.split("<main>", 1)[-1]
 
     cache.clear()  # the outcomes chart is cached for a minute

@@ -27,7 +27,8 @@ from alerts import tasks as alert_tasks
 from batches.models import Batch, Connection
 from batches.statuses import KNOWN_STATUSES
 from tests.conftest import free_port
-from tests.faults.test_random_requests import (
+from tests.support.factories import make_batch, make_user
+from tests.support.random_requests import (
     ADMIN_FORM_FIELDS,
     BY_DESIGN,
     FORM_FIELDS,
@@ -40,7 +41,6 @@ from tests.faults.test_random_requests import (
     _user,
     _world,
 )
-from tests.support.factories import make_batch, make_user
 from tests.support.webhook_signatures import signed_headers
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +108,7 @@ def test_a_list_cursor_holding_an_infinite_id_is_not_a_500(viewer):
 
 # --- every URL pattern, drawn by hypothesis ------------------------------------------------------------
 #
-# The patterns come from walking the URL resolver (tests/faults/test_random_requests.py's _routes), so
+# The patterns come from walking the URL resolver (tests/support/random_requests.py's _routes), so
 # a new page is covered as soon as it is routed, and each gets examples of its own. Every example is
 # sent as an anonymous visitor, a viewer and an admin, by GET and by POST, with hostile values in the
 # path, the query, the form and (for the webhook) the headers. The test client raises whatever a view

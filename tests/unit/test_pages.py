@@ -129,7 +129,7 @@ def test_a_row_shows_relative_times_the_browser_keeps_ticking(client, member):
     done = make_batch(status="completed", created_at=now - timedelta(hours=1), completed_at=now)
     body = client.get(f"/batches/{done.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
     assert 'data-relative="elapsed"' not in body  # a finished batch's elapsed time is fixed
-    assert "<td>1h 0m</td>" in body
+    assert '<td class="c-elapsed">1h 0m</td>' in body
 
 
 def test_a_row_renders_with_no_query_beyond_its_own_load(client, member):

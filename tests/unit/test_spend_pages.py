@@ -197,14 +197,14 @@ def test_the_list_sorts_by_cost_and_shows_the_total_of_its_filter(spent):
     html = client.get("/?sort=cost").content.decode()
     assert "Cost of the batches shown by these filters: <strong>$7.50</strong>" in html
     assert "1 without a price left out" in html
-    costs_in_order = re.findall(r'<td class="num"[^>]*>(.*?)</td>', html)
+    costs_in_order = re.findall(r'<td class="c-cost num"[^>]*>(.*?)</td>', html)
     assert costs_in_order[:3] == ["$6.25", "$0.7500", "$0.3000"]
     assert "no price" in html
     filtered = client.get("/?model=gpt-4o").content.decode()
     assert "<strong>$6.25</strong>" in filtered
     # Paging by cost goes on past the first page without repeating a row.
     first = client.get("/?sort=-cost").content.decode()
-    assert first.count('class="num"') == Batch.objects.count()
+    assert first.count('class="c-cost num"') == Batch.objects.count()
 
 
 def test_a_running_batch_shows_its_cost_so_far_and_projected():

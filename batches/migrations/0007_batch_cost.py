@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("batches", "0005_status_progress_index"),
+        ("batches", "0006_bulk_cancel"),
     ]
 
     operations = [
