@@ -119,7 +119,7 @@ class Row(TypedDict):
     poll_url: str
     detail_url: str
     cancel: CancelButton | None  # None unless the batch can be cancelled and the user may
-    cost: str  # "$1.23", "$0.40 so far", "no price" or "" (no usage yet)
+    cost: str  # "$1.23", "$0.40+" (so far), "no price" or "" (no usage yet)
     cost_title: str
 
 

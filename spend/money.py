@@ -23,7 +23,8 @@ def projected_micros(cost_micros: int, done: int, total: int) -> int | None:
 def batch_cost_text(
     cost_micros: int | None, *, has_usage: bool, active: bool, done: int, total: int
 ) -> tuple[str, str]:
-    """A list cell's text and its title: "$1.23", "$0.40 so far" (projected in the title), "no price"."""
+    """A list cell's text and its title: "$1.23", "$0.40+" for a running batch (so far; the title says so
+    and gives the projection: the dense list has no room for more), "no price"."""
     if cost_micros is None:
         return (
             ("no price", "This model has no price: an admin can add one on the Prices page")
@@ -39,4 +40,4 @@ def batch_cost_text(
         if projected
         else "so far"
     )
-    return f"{text} so far", title
+    return f"{text}+", title

@@ -221,7 +221,7 @@ def test_a_running_batch_shows_its_cost_so_far_and_projected():
     costs.recompute()
     client = _client("viewer")
     row = client.get("/").content.decode()
-    assert "$1.25 so far" in row and "projected $2.50" in row
+    assert "$1.25+" in row and "so far; projected $2.50" in row
     detail = client.get(f"/batches/{batch.pk}/").content.decode()
     assert "$1.25</strong> so far, projected <strong>$2.50</strong>" in detail
     assert "1,000,000 input \N{MULTIPLICATION SIGN} $1.25 / M = $1.25" in detail
