@@ -56,14 +56,17 @@ def _revealed(read: Any) -> str:
         raise SendError(str(error)) from None
 
 
-def send(channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: datetime) -> None:
+def send(
+    channel: Channel, delivery_pk: int, payload: dict[str, Any], *, now: datetime, sent_as: str = ""
+) -> None:
+    """`sent_as` is the message id when what is sent is not a Delivery (spend.budget_alerts)."""
     if channel.kind == Channel.Kind.WEBHOOK:
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         secret = _revealed(lambda: channel.secret)
         register_secret(secret)
         headers = {"content-type": "application/json"}
         if secret:
-            headers |= signing.headers_for(secret, message_id(delivery_pk), now, body)
+            headers |= signing.headers_for(secret, sent_as or message_id(delivery_pk), now, body)
         _post(channel, body, headers)
     elif channel.kind == Channel.Kind.SLACK:
         body = json.dumps(events.slack_message(payload)).encode()

@@ -45,6 +45,8 @@ def payload_for(batch: Batch, event: str, *, occurred_at: datetime, base_url: st
 def summary(payload: dict[str, Any]) -> str:
     """One line in plain words, e.g. "Batch batch_abc (team-a) completed: 98 of 100 requests done,
     2 failed."""
+    if "budget" in payload:  # spend.budget_alerts writes its own line
+        return str(payload["summary"])
     batch = payload["batch"]
     counts = batch["request_counts"]
     event = payload["event"]
@@ -72,6 +74,9 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def email_message(payload: dict[str, Any]) -> tuple[str, str]:
+    if "budget" in payload:
+        subject = f"[Batch dashboard] budget {payload['budget']['name']}: {payload['budget']['threshold']}"
+        return " ".join(subject.split()), f"{summary(payload)}\nLink: {payload.get('url', '')}\n"
     batch = payload["batch"]
     event = payload["event"]
     subject = f"[Batch dashboard] {batch['id']} {EVENT_LABELS.get(event, event)}"

@@ -101,6 +101,9 @@ class Batch(models.Model):
     last_progress_at = models.DateTimeField(null=True, blank=True)
     rate_per_minute = models.FloatField(null=True, blank=True)
     eta_at = models.DateTimeField(null=True, blank=True)
+    # Usage x price in micro-dollars, written by spend.costs at sync time and after a price change;
+    # NULL while the batch has no usage or its model no price ("no price", never $0).
+    cost_micros = models.BigIntegerField(null=True, blank=True)
 
     metadata = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
@@ -145,6 +148,7 @@ class Batch(models.Model):
                 condition=Q(is_terminal=True, snapshots_thinned_at__isnull=True),
                 name="batch_snapshots_to_thin",
             ),
+            ListIndex(fields=("-cost_micros", "-id"), name="batch_cost"),
         ]
 
     def __str__(self) -> str:

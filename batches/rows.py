@@ -19,6 +19,7 @@ from batches import selectors
 from batches.eta import rate_text, stored_range
 from batches.models import Batch, Progress
 from batches.statuses import status_class, status_label
+from spend.money import batch_cost_text
 
 
 def duration(value: timedelta | None) -> str:
@@ -118,6 +119,8 @@ class Row(TypedDict):
     poll_url: str
     detail_url: str
     cancel: CancelButton | None  # None unless the batch can be cancelled and the user may
+    cost: str  # "$1.23", "$0.40+" (so far), "no price" or "" (no usage yet)
+    cost_title: str
 
 
 def _moment(value: datetime, relative: str) -> Moment:
@@ -217,6 +220,13 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
     css_status = status_class(batch.status)
     eta_shown = eta(batch, now)
     chips = _chips(batch.metadata)
+    cost, cost_title = batch_cost_text(
+        batch.cost_micros,
+        has_usage=batch.input_tokens is not None or batch.output_tokens is not None,
+        active=batch.is_active,
+        done=batch.completed_requests + batch.failed_requests,
+        total=batch.total_requests,
+    )
     return {
         "pk": batch.pk,
         "batch_id": batch.batch_id,
@@ -253,4 +263,6 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
         "poll_url": _poll_url(batch, now, stalled_after, can_operate) if batch.is_active else "",
         "detail_url": batch_url("batches:detail", batch.pk),
         "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
+        "cost": cost,
+        "cost_title": cost_title,
     }

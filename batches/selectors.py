@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from django.core.cache import cache
-from django.db.models import Count, F, Q, QuerySet, TextField
+from django.db.models import Count, F, Q, QuerySet, Sum, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.http import QueryDict
@@ -35,6 +35,8 @@ SORTS: dict[str, tuple[tuple[str, bool], ...]] = {
     "status": (("status", False), ("created_at", True), ("id", True)),
     "progress": (("done_ratio", True), ("id", True)),
     "-progress": (("done_ratio", False), ("id", False)),
+    "cost": (("cost_micros", True), ("id", True)),
+    "-cost": (("cost_micros", False), ("id", False)),
 }
 SORT_LABELS = {
     "created": "Newest first",
@@ -42,6 +44,8 @@ SORT_LABELS = {
     "status": "Status",
     "progress": "Most done first",
     "-progress": "Least done first",
+    "cost": "Most expensive first",
+    "-cost": "Cheapest first",
 }
 
 
@@ -139,6 +143,7 @@ class BatchPage:
 # The primary keys a Batch can have (a BigAutoField). An id from a URL beyond them matches nothing;
 # the prepared query would hand it to the database driver unchecked, which refuses it (a 500).
 _PK_RANGE = range(1, 2**63)
+_COST_RANGE = range(-(2**63), 2**63)
 
 
 def _parse_day(value: str) -> date | None:
@@ -190,7 +195,11 @@ def _decode_cursor(cursor: str, sort: tuple[tuple[str, bool], ...]) -> list[Any]
                 value = float(value)
                 if not math.isfinite(value):
                     return None
-            elif column == "status" and not isinstance(value, str):
+            elif (column == "status" and not isinstance(value, str)) or (
+                column == "cost_micros"
+                and value is not None
+                and (type(value) is not int or value not in _COST_RANGE)
+            ):
                 return None
             parsed.append(value)
         return parsed
@@ -272,6 +281,10 @@ ROW_FIELDS = (
     "last_synced_at",
     "listed",
     "problems",
+    # The cost cell (spend.money.batch_cost_text).
+    "cost_micros",
+    "input_tokens",
+    "output_tokens",
 )
 
 
@@ -307,6 +320,7 @@ def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_op
         batch.last_synced_at.timestamp() if batch.last_synced_at else None,
         batch.is_stalled(now, stalled_after),
         can_operate,
+        batch.cost_micros,
     )
     return hashlib.blake2b(repr(state).encode(), digest_size=8).hexdigest()
 
@@ -323,24 +337,47 @@ def _cached(key: str, make: Callable[[], T], seconds: int) -> T:
 STATUS_COUNTS_SECONDS = 5
 
 
-def status_counts(filters: BatchFilters) -> dict[str, int]:
-    """Counts per status under every filter but the status one, so the cards can act as filters.
+def _per_status(filters: BatchFilters) -> dict[str, tuple[int, int, int]]:
+    """Per status, under every filter but the status one: batches, their cost (micro-dollars) and how
+    many have usage but no price. One scan serves the status cards and the list's cost total.
 
     Counting is a scan of every matching row, paid by every page and every summary poll of every
     open tab; the sync changes them every few seconds at most, so a few seconds' cache is enough."""
 
-    def count() -> dict[str, int]:
-        counts = dict.fromkeys(KNOWN_STATUSES, 0)
+    def read() -> dict[str, tuple[int, int, int]]:
         queryset = filters.apply(Batch.objects.all(), with_status=False)
-        for row in queryset.values("status").annotate(n=Count("id")):
-            counts[row["status"]] = row["n"]
-        return counts
+        unpriced = Q(cost_micros__isnull=True) & (
+            Q(input_tokens__isnull=False) | Q(output_tokens__isnull=False)
+        )
+        return {
+            row["status"]: (row["n"], row["micros"] or 0, row["unpriced"])
+            for row in queryset.values("status").annotate(
+                n=Count("id"), micros=Sum("cost_micros"), unpriced=Count("id", filter=unpriced)
+            )
+        }
 
     key = (
-        "batches:status-counts:"
+        "batches:per-status:"
         + hashlib.sha256(repr(replace(filters, statuses=(), sort="")).encode()).hexdigest()
     )
-    return _cached(key, count, STATUS_COUNTS_SECONDS)
+    return _cached(key, read, STATUS_COUNTS_SECONDS)
+
+
+def status_counts(filters: BatchFilters) -> dict[str, int]:
+    """Counts per status under every filter but the status one, so the cards can act as filters."""
+    counts = dict.fromkeys(KNOWN_STATUSES, 0)
+    for status, (n, _, _) in _per_status(filters).items():
+        counts[status] = n
+    return counts
+
+
+def cost_total(filters: BatchFilters) -> tuple[int, int]:
+    """The cost of every batch under the list's filters (micro-dollars) and how many of them have usage
+    but no price, so the total can say it leaves them out."""
+    chosen = [
+        v for status, v in _per_status(filters).items() if not filters.statuses or status in filters.statuses
+    ]
+    return sum(v[1] for v in chosen), sum(v[2] for v in chosen)
 
 
 FILTER_CHOICES_SECONDS = 60

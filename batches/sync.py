@@ -22,6 +22,7 @@ from batches.api.errors import APIError
 from batches.api.objects import ApiBatch, ApiBatchPage
 from batches.connections import client_for
 from batches.models import Batch, Connection
+from spend import costs
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def _upsert_page(
     connection: Connection, api_batches: Sequence[ApiBatch], observed_at: datetime
 ) -> SyncResult:
     written = writer.write_page(connection.pk, api_batches, observed_at)
+    # In the page's transaction: a batch is never stored with usage but without its cost.
+    costs.price_batches(written.changed_pks)
     return SyncResult(
         created=written.created,
         updated=written.updated,

@@ -18,6 +18,8 @@ from accounts.roles import OPERATOR, can_operate, role_required
 from batches import rows, selectors, selectors_bulk, services
 from batches.models import Batch
 from dashboard.htmx import HtmxHttpRequest
+from spend import money
+from spend import selectors as spend_selectors
 
 
 def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
@@ -51,10 +53,13 @@ def batch_list(request: HtmxHttpRequest) -> HttpResponse:
         "filters": filters,
         "query_without_cursor": _query_without(request, "cursor"),
         "query_without_status": _query_without(request, "cursor", "status"),
+        "query_without_sort": _query_without(request, "cursor", "sort"),
     }
     if target != "summary":
         page = selectors.batch_page(filters, request.GET.get("cursor"))
         context.update(page=page, rows=[_row(request, batch, context) for batch in page.rows])
+        micros, unpriced = selectors.cost_total(filters)
+        context.update(cost_total=money.dollars(micros), cost_unpriced=unpriced)
     if target != "batch-table":
         connections = selectors.all_connections()
         context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
@@ -121,6 +126,7 @@ def batch_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         changes=list(batch.status_changes.all()),
         cancel_requests=list(batch.cancel_requests.select_related("user")[:20]),
         phases=selectors.phases(batch),
+        cost=spend_selectors.batch_cost(batch),
     )
     return render(request, "batches/detail.html", context)
 

@@ -18,6 +18,7 @@ from batches.forms import CreateBatchForm
 from batches.models import Batch
 from batches.results import files, submit, triage, validation
 from dashboard.htmx import HtmxHttpRequest
+from spend import estimate
 
 MAX_PAGE = 10_000_000
 CONTENT_NEEDS_OPERATOR = (
@@ -196,6 +197,17 @@ def batch_create(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "batches/results/create.html", context)
     upload = form.cleaned_data["file"]
+    if request.POST.get("estimate"):
+        # Checked and priced here; nothing goes to the API.
+        context["estimate"] = estimate.estimate_upload(
+            upload.file,
+            size=upload.size,
+            endpoint=form.cleaned_data["endpoint"],
+            connection=form.cleaned_data["connection"],
+        )
+        if request.htmx and request.htmx.target == "estimate":
+            return render(request, "batches/results/create.html#estimate", context)
+        return render(request, "batches/results/create.html", context)
     outcome = services.create_from_upload(
         form.cleaned_data["connection"],
         upload=upload.file,

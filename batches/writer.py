@@ -159,6 +159,8 @@ NEW_BATCH = Insert(
         Column("listed", lambda o: True),
         # Housekeeping's mark (housekeeping/services.py): a batch first seen has not been thinned.
         Column("snapshots_thinned_at", lambda o: None),
+        # Worked out by the sync right after, in the same transaction (spend.costs.price_batches).
+        Column("cost_micros", lambda o: None),
     ),
 )
 
@@ -338,6 +340,8 @@ class Written:
     updated: int = 0
     unchanged: int = 0
     seen_ids: set[str] = field(default_factory=set)
+    # The rows inserted or updated, whose cost the sync then works out (spend.costs).
+    changed_pks: list[int] = field(default_factory=list)
 
 
 def _progress(
@@ -403,6 +407,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
             adapt,
         )
         for batch_id, pk in _stored_pks(db, connection_pk, new_ids).items():
+            written.changed_pks.append(pk)
             api_batch = by_id[batch_id]
             first = Observation(api_batch, observed_param, pk=pk)
             changes.append(first)
@@ -442,6 +447,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
             written.unchanged += 1  # a newer observation is already stored
             continue
         written.updated += 1
+        written.changed_pks.append(row.id)
         if row.status != api_batch.status:
             changes.append(seen)
         if counts_changed:

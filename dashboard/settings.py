@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "batches",
     "alerts",
     "housekeeping",
+    "spend",
 ]
 
 MIDDLEWARE = [
@@ -338,6 +339,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "process-alerts": {
         "task": "alerts.tasks.process_alerts",
+        "schedule": ALERTS_INTERVAL,
+        "options": {"expires": ALERTS_INTERVAL},
+    },
+    "check-budgets": {
+        "task": "spend.tasks.check_budgets",
         "schedule": ALERTS_INTERVAL,
         "options": {"expires": ALERTS_INTERVAL},
     },

@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("alerts.urls")),
+    path("", include("spend.urls")),
 ]

@@ -101,6 +101,11 @@ class ValidationReport:
     lines: int = 0
     inputs: int = 0
     model: str | None = None
+    # For the cost estimate (spend.estimate), gathered on the same pass: the characters of the
+    # requests' text, the sum of their output limits, and how many requests set none.
+    text_chars: int = 0
+    max_output_tokens: int = 0
+    unbounded_outputs: int = 0
 
     @property
     def problems(self) -> list[LineProblem]:
@@ -237,6 +242,36 @@ def _line_problems(
     return problems
 
 
+# The request fields that cap a response's length, by the endpoints' own names.
+OUTPUT_LIMIT_FIELDS = ("max_output_tokens", "max_completion_tokens", "max_tokens")
+# Endpoints whose responses are billed as output tokens (an embedding or a moderation has none).
+_OUTPUT_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/completions")
+
+
+def _text_chars(value: Any, depth: int = 0) -> int:
+    """Characters of the strings in a request body: what its input tokens are estimated from."""
+    if isinstance(value, str):
+        return len(value)
+    if depth > 20:
+        return 0
+    if isinstance(value, dict):
+        return sum(_text_chars(v, depth + 1) for k, v in value.items() if k != "model")
+    if isinstance(value, list):
+        return sum(_text_chars(v, depth + 1) for v in value)
+    return 0
+
+
+def _count_for_estimate(report: ValidationReport, body: dict[str, Any], endpoint: str) -> None:
+    report.text_chars += _text_chars(body)
+    if endpoint not in _OUTPUT_ENDPOINTS:
+        return
+    limit = next((body[name] for name in OUTPUT_LIMIT_FIELDS if name in body), None)
+    if type(limit) is int and 0 < limit <= 10**7:
+        report.max_output_tokens += limit
+    else:
+        report.unbounded_outputs += 1
+
+
 def _parse(raw: bytes) -> tuple[Any, tuple[str, str] | None]:
     """The line's JSON value, or the (kind, reason) of why it has none."""
     try:
@@ -329,6 +364,8 @@ def validate_upload(chunks: Iterable[bytes], endpoint: str, size: int | None = N
             report.inputs += _embedding_inputs(item["body"])
         else:
             report.inputs += 1
+        if isinstance(item, dict) and isinstance(item.get("body"), dict):
+            _count_for_estimate(report, item["body"], endpoint)
     report.model = model.name
     if over_size:
         report.file_problems.insert(

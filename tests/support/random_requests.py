@@ -113,6 +113,13 @@ QUERY_NAMES = [
     "target",
     "since",
     "until",
+    # The spend page
+    "period",
+    "on",
+    "start",
+    "end",
+    "group",
+    "key",
     # Django admin's own
     "o",
     "p",
@@ -161,6 +168,9 @@ FORM_FIELDS = {
     "admin:password_change": ["old_password", "new_password1", "new_password2"],
 }
 FORM_FIELDS["batches:connection_edit"] = FORM_FIELDS["batches:connection_new"]
+FORM_FIELDS["spend:price_new"] = ["model", "connection", "input", "cached_input", "output"]
+FORM_FIELDS["spend:price_edit"] = FORM_FIELDS["spend:price_new"]
+FORM_FIELDS["spend:budget_new"] = ["name", "connection", "metadata", "monthly_usd"]
 ADMIN_FORM_FIELDS = ["action", "_selected_action", "select_across", "index", "post", "_save", "name", "q"]
 
 

@@ -1,0 +1,106 @@
+"""Budgets: alerts at 80 % and 100 % once per threshold and month, a pace warning, their state, metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import Client
+
+from alerts.models import Channel
+from spend import budget_alerts, costs, selectors
+from spend.models import Budget, BudgetAlert
+from tests.support.factories import make_batch, make_connection, make_user
+
+pytestmark = pytest.mark.django_db
+
+MID_MONTH = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+
+
+def _spend(
+    dollars_of_gpt4o_input: int, *, at: datetime, metadata: dict | None = None, connection=None
+) -> None:
+    # gpt-4o input is $1.25 per million tokens at the Batch API's price.
+    make_batch(
+        connection,
+        model="gpt-4o",
+        status="completed",
+        created_at=at,
+        metadata=metadata or {"project": "search"},
+        input_tokens=int(dollars_of_gpt4o_input / 1.25 * 1_000_000),
+        output_tokens=0,
+    )
+    costs.recompute()
+
+
+@pytest.fixture
+def budget():
+    return Budget.objects.create(
+        metadata_key="project", metadata_value="search", monthly_usd=Decimal("100"), created_at=MID_MONTH
+    )
+
+
+def _kinds() -> list[str]:
+    return sorted(BudgetAlert.objects.values_list("kind", flat=True))
+
+
+def test_each_threshold_alerts_once_per_month(budget, settings, hook):
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    Channel.objects.create(kind="webhook", url=hook.url)
+    _spend(40, at=MID_MONTH - timedelta(days=1))
+    budget_alerts.process(MID_MONTH)
+    assert _kinds() == []  # 40 % used, on pace for 83 %: nothing to say
+    _spend(45, at=MID_MONTH - timedelta(hours=1))
+    for _ in range(3):
+        budget_alerts.process(MID_MONTH)
+    assert _kinds() == ["80", "pace"]
+    _spend(20, at=MID_MONTH - timedelta(minutes=1))
+    budget_alerts.process(MID_MONTH)
+    budget_alerts.process(MID_MONTH)
+    assert _kinds() == ["100", "80", "pace"]
+    hook.wait_for(3)
+    assert len(hook.requests) == 3
+    summaries = sorted(request.json()["summary"] for request in hook.requests)
+    assert any("reached 100 %" in text and "$105.00 of $100.00" in text for text in summaries)
+    # Another project's spend does not count.
+    _spend(500, at=MID_MONTH, metadata={"project": "ads"})
+    assert selectors.budget_state(budget, MID_MONTH).spent_micros == 105_000_000
+    # Next month starts afresh.
+    next_month = MID_MONTH + timedelta(days=30)
+    _spend(90, at=next_month - timedelta(hours=1))
+    budget_alerts.process(next_month)
+    assert BudgetAlert.objects.filter(month=next_month.date().replace(day=1)).count() == 2
+
+
+def test_a_connection_budget_counts_that_connection_only():
+    team = make_connection("team-b")
+    budget = Budget.objects.create(connection=team, monthly_usd=Decimal("10"), created_at=MID_MONTH)
+    _spend(8, at=MID_MONTH - timedelta(hours=1), connection=team)
+    _spend(80, at=MID_MONTH - timedelta(hours=1))
+    state = selectors.budget_state(budget, MID_MONTH)
+    assert state.spent_micros == 8_000_000 and state.state == "warning"
+
+
+def test_a_budget_needs_exactly_one_scope():
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Budget.objects.create(monthly_usd=Decimal("1"), created_at=MID_MONTH)
+    admin = Client()
+    admin.force_login(make_user("boss", "admin"))
+    response = admin.post(
+        "/spend/budgets/new/", {"connection": "", "metadata": "no-equals", "monthly_usd": "5"}
+    )
+    assert response.status_code == 200 and b"key=value" in response.content
+
+
+def test_metrics_carry_spend_per_connection_and_model_and_budget_gauges(budget, settings):
+    settings.METRICS_TOKEN = "metrics-token-123"
+    _spend(10, at=datetime.now(UTC))
+    response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token-123")
+    text = response.content.decode()
+    assert 'batch_spend_usd_total{connection="default",model="gpt-4o"} 10.0' in text
+    assert 'batch_budget_usd{budget="project=search"} 100.0' in text
+    assert 'batch_budget_spent_usd{budget="project=search"} 10.0' in text
