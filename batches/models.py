@@ -40,7 +40,8 @@ class Connection(models.Model):
     organization = models.CharField(max_length=100, blank=True)
     project = models.CharField(max_length=100, blank=True)
     enabled = models.BooleanField(default=True)
-    refresh_interval = models.PositiveIntegerField(default=15, help_text="Seconds.")
+    # While a page shows the connection; with nobody watching, SYNC_IDLE_REFRESH_SECONDS (batches.pacing).
+    refresh_interval = models.PositiveIntegerField(default=5, help_text="Seconds, while someone watches.")
     full_sync_interval = models.PositiveIntegerField(default=300, help_text="Seconds.")
 
     # Sync bookkeeping, written by the sync services.

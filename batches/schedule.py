@@ -1,7 +1,8 @@
 """When each connection's sync runs: what is due, and how long a failing connection waits.
 
 The beat dispatcher (batches.tasks.dispatch_due_syncs) asks what is due; the tasks ask whether the API
-may be called and record each run's success or failure here.
+may be called and record each run's success or failure here. How fast a refresh follows the previous
+one is batches.pacing's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from batches import pacing
 from batches.api.errors import RateLimitError
 from batches.connections import environment_connection, is_configured
 from batches.models import Connection
@@ -52,29 +54,43 @@ def may_call_api(connection: Connection, now: datetime | None = None) -> bool:
 
 def claim_due_work(connection: Connection, now: datetime | None = None) -> list[str]:
     """Which of 'refresh' and 'full_sync' are due; each is claimed with compare-and-set so that two
-    beat ticks (or two dispatchers) never enqueue the same run twice."""
+    beat ticks (or two dispatchers) never enqueue the same run twice.
+
+    A refresh schedules its own next run (batches.tasks), so here it is due only when that run is
+    SYNC_CHAIN_GRACE seconds late (its chain was lost: a worker killed, a broker flushed), when it never
+    ran, or when a page started watching a connection whose next run is further off than its watched
+    interval."""
     now = now or timezone.now()
     if not may_call_api(connection, now):
         return []
     due: list[str] = []
-    for kind, field_name, interval in (
-        ("full_sync", "next_full_sync_at", connection.full_sync_interval),
-        ("refresh", "next_refresh_at", connection.refresh_interval),
-    ):
-        current = getattr(connection, field_name)
-        if current is not None and current > now:
-            continue
+    current = connection.next_full_sync_at
+    if current is None or current <= now:
         # Fixed rate: the next run is due one interval after this one was due, not after the beat tick
         # that noticed it, so the dispatcher's tick does not stretch every interval. After a long
         # pause (a backoff, a stopped beat) the schedule restarts from now rather than catching up.
-        step = timedelta(seconds=interval)
+        step = timedelta(seconds=connection.full_sync_interval)
         following = current + step if current is not None and current + step > now else now + step
-        claimed = Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(
-            **{field_name: following}
-        )
-        if claimed:
-            due.append(kind)
+        if _claim(connection, "next_full_sync_at", current, following):
+            due.append("full_sync")
+    current = connection.next_refresh_at
+    interval = timedelta(seconds=pacing.refresh_interval(connection))
+    lost = current is None or current <= now - timedelta(seconds=settings.SYNC_CHAIN_GRACE)
+    pulled_in = current is not None and current > now + interval
+    if (lost or pulled_in) and _claim(connection, "next_refresh_at", current, now + interval):
+        due.append("refresh")
     return due
+
+
+def _claim(connection: Connection, field_name: str, current: datetime | None, following: datetime) -> bool:
+    return bool(
+        Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(**{field_name: following})
+    )
+
+
+def record_next_refresh(connection_pk: int, at: datetime) -> None:
+    """The refresh scheduled itself for `at`: beat's dispatcher leaves it alone until then (and grace)."""
+    Connection.objects.filter(pk=connection_pk).update(next_refresh_at=at)
 
 
 def connections_to_sync() -> Iterable[Connection]:

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -279,6 +279,12 @@ def row_batch(pk: int) -> Batch | None:
     if pk not in _PK_RANGE:
         return None
     return _ROW.first(pk)
+
+
+def rows_by_pk(pks: Iterable[int], limit: int) -> list[Batch]:
+    """The batches behind some rows of the list, loaded as the list loads them; at most `limit`."""
+    wanted = [pk for pk in pks if pk in _PK_RANGE][:limit]
+    return list(_row_queryset().filter(pk__in=wanted)) if wanted else []
 
 
 def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> str:

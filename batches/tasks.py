@@ -5,24 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from functools import lru_cache
+from datetime import timedelta
 from typing import Protocol
 
 import redis
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from batches import schedule, sync
+from batches import pacing, schedule, sync
 from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
+from dashboard.shared_redis import client
 
 logger = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 class _SyncWork(Protocol):
@@ -33,7 +30,7 @@ class _SyncWork(Protocol):
     ) -> sync.SyncResult: ...
 
 
-def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
+def _run_locked(kind: str, connection_id: int, work: _SyncWork, *, budgeted: bool = False) -> str:
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"
@@ -41,10 +38,13 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
         return "skipped: waiting for the API (rate limited or failing)"
     # The lock lives SYNC_LOCK_TIMEOUT seconds and is renewed after every page, so a killed worker's
     # lock soon expires by itself while a long, healthy run keeps it.
-    lock = _redis().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
+    lock = client().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
     if not lock.acquire(blocking=False):
         return "skipped: another run holds the lock"
+    result = None
     try:
+        if budgeted and pacing.take_call(connection_id) > 0:
+            return "skipped: the connection's API budget for this minute is spent"
         result = work(connection, on_page=lock.reacquire)
     except (APIError, ConnectionNotConfigured) as error:
         next_attempt = schedule.record_failure(connection, error)
@@ -57,6 +57,9 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
         logger.exception("%s of connection %s failed", kind, connection.name)
         return f"failed: next attempt at {next_attempt.isoformat()}"
     finally:
+        if budgeted and result is not None:
+            # One call was taken before the run; a run that walked more pages spent more.
+            pacing.spend_calls(connection_id, result.api_calls - 1)
         # The lock may have expired while we worked: then there is nothing to release.
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
@@ -68,8 +71,20 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def refresh_active_batches(connection_id: int) -> str:
-    return _run_locked("refresh", connection_id, sync.refresh_active)
+def refresh_active_batches(connection_id: int, link: str = "") -> str:
+    """Refresh, then schedule the next refresh for when it is due (batches.pacing), so that no beat
+    tick stands between a due refresh and its run. `link` names the run that scheduled this one: a
+    newer run has since taken over the chain if it is not the current link, and this one stops."""
+    if link and not pacing.is_current_link(connection_id, link):
+        return "skipped: a newer run took over"
+    outcome = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
+    connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
+    if connection is not None:
+        delay = pacing.next_refresh_delay(connection, budget_wait=pacing.budget_wait(connection_id))
+        schedule.record_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay))
+        next_link = pacing.new_chain(connection_id, delay)
+        refresh_active_batches.apply_async((connection_id, next_link), countdown=delay)
+    return outcome
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -309,6 +309,17 @@ SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 2.0, minimum=1.0)
 SYNC_FAILURE_BACKOFF = env_float("SYNC_FAILURE_BACKOFF", 5.0, minimum=0.0)
 # How long a sync run's Redis lock lives without renewal (it is renewed after every page).
 SYNC_LOCK_TIMEOUT = env_int("SYNC_LOCK_TIMEOUT", 60, minimum=1)
+# Live updates (batches/live.py, batches/pacing.py): a connection shown by a page that polled within
+# LIVE_WATCH_SECONDS is refreshed at its own refresh interval, otherwise every SYNC_IDLE_REFRESH_SECONDS;
+# never more than SYNC_API_CALLS_PER_MINUTE API calls in any minute. The refresh schedules its own next
+# run; beat restarts a chain whose run is SYNC_CHAIN_GRACE seconds late. A page poll answers from its
+# change counter for at most LIVE_RECHECK_SECONDS before comparing its rows again (what only the clock
+# changes: a batch becoming stalled).
+LIVE_WATCH_SECONDS = env_int("LIVE_WATCH_SECONDS", 30, minimum=1)
+LIVE_RECHECK_SECONDS = env_int("LIVE_RECHECK_SECONDS", 30, minimum=1)
+SYNC_IDLE_REFRESH_SECONDS = env_int("SYNC_IDLE_REFRESH_SECONDS", 60, minimum=1)
+SYNC_API_CALLS_PER_MINUTE = env_int("SYNC_API_CALLS_PER_MINUTE", 20, minimum=1)
+SYNC_CHAIN_GRACE = env_int("SYNC_CHAIN_GRACE", 10, minimum=1)
 # With acks_late, a message whose worker died is handed out again after this many seconds. Workers look
 # for such messages every few seconds (kombu's default look is only every ~100 s).
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)

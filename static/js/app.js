@@ -32,6 +32,20 @@
       event.preventDefault();
     }
   });
+  // The page poll (batches/views_live.py) sends the versions of what the page shows: its running rows
+  // (data-live, data-version) and its other parts (data-live-part names the parameter). The answer
+  // carries only what changed, or 204.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.hasAttribute("data-page-poll")) return;
+    const rows = [];
+    document.querySelectorAll("[data-live][data-version]").forEach(function (row) {
+      rows.push(row.dataset.live + "." + row.dataset.version);
+    });
+    event.detail.parameters.rows = rows.join(",");
+    document.querySelectorAll("[data-live-part]").forEach(function (part) {
+      event.detail.parameters[part.dataset.livePart] = part.dataset.version || "";
+    });
+  });
   document.addEventListener("DOMContentLoaded", renderToggle);
   document.addEventListener("htmx:afterSwap", renderToggle);
 })();

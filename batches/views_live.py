@@ -1,0 +1,310 @@
+"""The page poll: one request per open page and interval, answered with only what changed.
+
+A page (the list, a batch's page) carries one hidden poll element (templates/batches/_live_poll.html).
+Every few seconds it sends the change token it last got (batches.live), and static/js/app.js adds the
+versions of what the page shows: its running rows (`data-live` + `data-version`) and its other parts
+(`data-live-part` + `data-version`: the summary, the detail page's cards). The answer is
+
+- 204 when the token is unchanged (one Redis round trip, no query, no render), or else
+- a new poll element (a new token; a slower interval once no running row is left) and, swapped
+  out of band, the fragments whose version differs: rows, the summary, the detail page's cards, and
+  the title. A new batch at the top of the list's first page brings the whole table.
+
+Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
+kept in the shared cache; the per-request parts (the CSRF token of the no-JavaScript cancel form and
+the page to return to) are filled in afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
+from django.http import Http404, HttpResponse, QueryDict
+from django.middleware.csrf import get_token
+from django.template.loader import get_template
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.views.decorators.http import require_GET
+
+from accounts.polls import PollRequest, poll_login_required
+from batches import live, live_selectors, rows, selectors
+from batches.models import Batch
+from batches.selectors import BatchFilters
+
+# A page with running rows polls this often; one without only watches for new batches, slower.
+FAST_SECONDS = 5
+SLOW_SECONDS = 30
+ROW_CACHE_SECONDS = 300
+# What the poll itself adds to the page's query string; the rest are the list's filters.
+POLL_PARAMS = ("c", "t", "w", "first", "rows", "s", "v", "h", "cursor")
+MAX_WATCHED = 20
+# Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
+CSRF_SLOT = "LIVECSRFSLOTQ7X"
+NEXT_SLOT = "LIVENEXTSLOTQ7X"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the page says it shows, parsed strictly: anything malformed counts as outdated."""
+
+    token: str = ""
+    issued: float = 0.0
+    watched: tuple[str, ...] = ()
+    rows: dict[int, str] = field(default_factory=dict)
+    parts: dict[str, str] = field(default_factory=dict)
+    first: int | None = None
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> Shown:
+        rows_shown: dict[int, str] = {}
+        for item in query.get("rows", "").split(",")[: live_selectors.MAX_POLLED_ROWS]:
+            pk, _, version = item.partition(".")
+            if pk.isdigit() and version:
+                rows_shown[int(pk)] = version[:32]
+        watched = [
+            name
+            for name in query.get("w", "").split(",")[:MAX_WATCHED]
+            if name == live.EVERY_CONNECTION or name.isdigit()
+        ]
+        first = query.get("first", "")
+        issued = query.get("t", "")
+        return cls(
+            token=query.get("c", "")[:2000],
+            issued=float(issued) if issued.isdigit() else 0.0,
+            watched=tuple(watched),
+            rows=rows_shown,
+            parts={name: query.get(name, "")[:32] for name in ("s", "v", "h")},
+            first=int(first) if first.isdigit() else None,
+        )
+
+    def is_current(self, token: str | None) -> bool:
+        """Nothing the page shows can have changed: the same token, given recently enough that what
+        only the clock changes (a batch becoming stalled) is still right."""
+        age = time.time() - self.issued
+        return token is not None and token == self.token and 0 <= age < settings.LIVE_RECHECK_SECONDS
+
+
+def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) -> str:
+    query = query.copy()
+    query["c"] = token or ""
+    query["t"] = str(int(time.time()))
+    return get_template("batches/_live_poll.html").render(
+        {"poll_url": f"{url}?{query.urlencode()}", "poll_seconds": seconds}
+    )
+
+
+def _watching(watched: str) -> QueryDict:
+    query = QueryDict(mutable=True)
+    query["w"] = watched
+    return query
+
+
+def _page_query(request: PollRequest) -> QueryDict:
+    query = request.GET.copy()
+    for name in POLL_PARAMS:
+        query.pop(name, None)
+    return query
+
+
+@require_GET
+@login_not_required  # the poll's own check instead, as for the row poll (accounts.polls)
+@poll_login_required
+def list_live(request: PollRequest) -> HttpResponse:
+    shown = Shown.from_query(request.GET)
+    token = live.watch_and_read(shown.watched)
+    if shown.is_current(token):
+        return HttpResponse(status=204)
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    may_cancel = request.poller.can_operate
+    page_query = _page_query(request)
+    filters = BatchFilters.from_query(page_query)
+    parts: list[str] = []
+    running = False
+    changed: dict[str, rows.Row] = {}
+    for batch in live_selectors.rows_by_pk(shown.rows):
+        version = live_selectors.row_live_version(
+            batch, now=now, stalled_after=stalled_after, can_operate=may_cancel
+        )
+        running = running or batch.is_active
+        if version != shown.rows.get(batch.pk):
+            key = f"live-row:{batch.pk}:{version}"
+            changed[key] = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=may_cancel)
+    parts.extend(_row_fragments(request, changed, stalled_after))
+
+    counts = selectors.status_counts(filters)
+    health = selectors.sync_health(selectors.all_connections(), now)
+    summary_version = live_selectors.summary_version(counts, health, request.poller.can_admin)
+    if summary_version != shown.parts["s"]:
+        summary = {
+            "counts": counts,
+            "health": health,
+            "filters": filters,
+            "query_without_status": _without(page_query, "status"),
+            "can_admin": request.poller.can_admin,
+            "summary_version": summary_version,
+            "oob": True,
+        }
+        parts.append(get_template("batches/list.html#summary").render(summary))
+        title = get_template("batches/list.html#title").render({"counts": counts}).strip()
+        parts.append(f"<title>{title} · Batch dashboard</title>")
+
+    response = HttpResponse()
+    live_query = page_query.copy()
+    live_query["w"] = ",".join(shown.watched)
+    if shown.first is not None:
+        newest = live_selectors.newest_pk(filters)
+        if newest is not None and newest != shown.first:
+            # A new batch: the whole first page, in place of the table (the table holds a new poll
+            # element, so the answer's own is left out).
+            response.write(_table(request, filters, page_query, now, stalled_after))
+            response["HX-Retarget"] = "#batch-table"
+            response["HX-Reswap"] = "outerHTML"
+            response.write("".join(parts))
+            return response
+        live_query["first"] = str(shown.first)
+    response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
+    response.write("".join(parts))
+    return response
+
+
+def _row_fragments(request: PollRequest, changed: dict[str, rows.Row], stalled_after: timedelta) -> list[str]:
+    if not changed:
+        return []
+    cached: dict[str, str] = cache.get_many(list(changed))
+    missing = {key: row for key, row in changed.items() if key not in cached}
+    if missing:
+        template = get_template("batches/list.html#row")
+        made = {
+            key: template.render(
+                {
+                    "row": row,
+                    "stalled_after": stalled_after,
+                    "oob": True,
+                    "csrf_token": CSRF_SLOT,
+                    "request": {"get_full_path": NEXT_SLOT},
+                }
+            )
+            for key, row in missing.items()
+        }
+        cache.set_many(made, ROW_CACHE_SECONDS)
+        cached.update(made)
+    csrf = get_token(request)
+    htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
+    back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+    return [cached[key].replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for key in changed]
+
+
+def _table(
+    request: PollRequest,
+    filters: BatchFilters,
+    page_query: QueryDict,
+    now: datetime,
+    stalled_after: timedelta,
+) -> str:
+    page = selectors.batch_page(filters, None)
+    may_cancel = request.poller.can_operate
+    shown_rows = [
+        rows.row(b, now=now, stalled_after=stalled_after, can_operate=may_cancel) for b in page.rows
+    ]
+    context: dict[str, object] = {
+        "now": now,
+        "stalled_after": stalled_after,
+        "filters": filters,
+        "page": page,
+        "rows": shown_rows,
+        "query_without_cursor": _without(page_query),
+        "request": request,
+        "csrf_token": get_token(request),
+    }
+    context.update(list_poll_context(page_query, page, shown_rows, request.GET.get("w", "")))
+    return get_template("batches/list.html#table").render(context)
+
+
+def _without(query: QueryDict, *names: str) -> str:
+    query = query.copy()
+    for name in ("cursor", *names):
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def list_poll_context(
+    page_query: QueryDict, page: selectors.BatchPage, shown_rows: list[rows.Row], watched: str = ""
+) -> dict[str, str]:
+    """The list page's poll element, as the page (batches.views) and a new table render it; `watched`
+    is the connections shown (pks, comma-separated), or every connection when empty."""
+    query = page_query.copy()
+    for name in POLL_PARAMS:
+        query.pop(name, None)
+    query["w"] = watched or live.EVERY_CONNECTION
+    if page.is_first_page and page.rows and page_query.get("sort", "created") == "created":
+        query["first"] = str(page.rows[0].pk)
+    running = any(row["live_version"] for row in shown_rows)
+    return {"live_poll": poll_element(reverse("batches:live"), query, live.read_token(), _seconds(running))}
+
+
+def _seconds(running: bool) -> int:
+    return FAST_SECONDS if running else SLOW_SECONDS
+
+
+@require_GET
+@login_not_required
+@poll_login_required
+def detail_live(request: PollRequest, pk: int) -> HttpResponse:
+    shown = Shown.from_query(request.GET)
+    token = live.watch_and_read(shown.watched)
+    if shown.is_current(token):
+        return HttpResponse(status=204)
+    batch = Batch.objects.select_related("connection").filter(pk=pk).first() if pk > 0 else None
+    if batch is None:
+        raise Http404("No such batch.")
+    parts = _detail_parts(request, batch, shown)
+    response = HttpResponse()
+    if batch.is_active:
+        # Once the batch has finished, the poll element is swapped for nothing: the page stops polling.
+        url = rows.batch_url("batches:detail_live", batch.pk)
+        response.write(poll_element(url, _watching(str(batch.connection_id)), token, FAST_SECONDS))
+    response.write("".join(parts))
+    return response
+
+
+def _detail_parts(request: PollRequest, batch: Batch, shown: Shown) -> list[str]:
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    live_version, history_version = live_selectors.detail_versions(
+        batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate
+    )
+    context = {
+        "batch": batch,
+        "now": now,
+        "stalled_after": stalled_after,
+        "can_operate": request.poller.can_operate,
+        "live_version": live_version,
+        "history_version": history_version,
+        "oob": True,
+        "request": request,
+        "csrf_token": get_token(request),
+    }
+    parts = []
+    if live_version != shown.parts["v"]:
+        parts.append(get_template("batches/detail.html#live").render(context))
+    if history_version != shown.parts["h"]:
+        context["history"] = selectors.batch_history(batch, now)
+        parts.append(get_template("batches/detail.html#history").render(context))
+    return parts
+
+
+def detail_poll_context(batch: Batch) -> dict[str, str]:
+    """The detail page's poll element, as the page renders it (it stops once the batch has finished)."""
+    if not batch.is_active:
+        return {"live_poll": ""}
+    url = rows.batch_url("batches:detail_live", batch.pk)
+    return {
+        "live_poll": poll_element(url, _watching(str(batch.connection_id)), live.read_token(), FAST_SECONDS)
+    }
