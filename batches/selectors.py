@@ -318,11 +318,12 @@ def _cached(key: str, make: Callable[[], T], seconds: int) -> T:
 STATUS_COUNTS_SECONDS = 5
 
 
-def status_counts(filters: BatchFilters) -> dict[str, int]:
+def status_counts(filters: BatchFilters, changes: str | None = None) -> dict[str, int]:
     """Counts per status under every filter but the status one, so the cards can act as filters.
 
-    Counting is a scan of every matching row, paid by every page and every summary poll of every
-    open tab; the sync changes them every few seconds at most, so a few seconds' cache is enough."""
+    Counting is a scan of every matching row, paid by every page and every poll of every open tab;
+    the sync changes them every few seconds at most, so a few seconds' cache is enough. `changes` is
+    the page poll's change token (batches.live): part of the key, so that a change is counted at once."""
 
     def count() -> dict[str, int]:
         counts = dict.fromkeys(KNOWN_STATUSES, 0)
@@ -333,7 +334,7 @@ def status_counts(filters: BatchFilters) -> dict[str, int]:
 
     key = (
         "batches:status-counts:"
-        + hashlib.sha256(repr(replace(filters, statuses=(), sort="")).encode()).hexdigest()
+        + hashlib.sha256(repr((replace(filters, statuses=(), sort=""), changes)).encode()).hexdigest()
     )
     return _cached(key, count, STATUS_COUNTS_SECONDS)
 

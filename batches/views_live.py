@@ -138,7 +138,7 @@ def list_live(request: PollRequest) -> HttpResponse:
             changed[key] = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=may_cancel)
     parts.extend(_row_fragments(request, changed, stalled_after))
 
-    counts = selectors.status_counts(filters)
+    counts = selectors.status_counts(filters, token)
     health = selectors.sync_health(selectors.all_connections(), now)
     summary_version = live_selectors.summary_version(counts, health, request.poller.can_admin)
     if summary_version != shown.parts["s"]:
