@@ -6,7 +6,7 @@
 Run on demand; it is not part of the test suite. It migrates a fresh SQLite database in a temporary
 directory (never var/db.sqlite3) unless --database-url names another (empty) one, fills it with
 --batches batches through bulk_create (the simulator's spread of statuses, five endpoints, nine models,
-85 % with metadata, three connections; see benchlib.fill_batches), signs a superuser in with Django's
+85 % with metadata, three connections; see fakedata.fill_batches), signs a superuser in with Django's
 test Client (force_login) and times, in this process, each request below once per round, the order
 rotating from round to round:
 
@@ -49,7 +49,6 @@ import benchlib
 from benchlib import (
     describe_database,
     describe_machine,
-    fill_batches,
     ms,
     now_iso,
     setup_django,
@@ -57,6 +56,7 @@ from benchlib import (
     temporary_sqlite,
     write_json,
 )
+from fakedata import fill_batches
 
 GOAL_RATIO = 0.5
 GOAL_QUERIES = 5

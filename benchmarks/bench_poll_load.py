@@ -5,7 +5,7 @@ a bare Django view under the same server and settings (the ceiling).
         [--workers 2] [--threads 4] [--batches 1000] [--rounds 1] [--json PATH]
 
 Run on demand; it is not part of the test suite. It fills a fresh SQLite file in a temporary directory
-with --batches batches (benchlib.fill_batches) and starts gunicorn, as in production (README: `gunicorn
+with --batches batches (fakedata.fill_batches) and starts gunicorn, as in production (README: `gunicorn
 dashboard.wsgi --config deploy/gunicorn.conf.py`: gthread workers, reuse_port), on 127.0.0.1 at a free port:
 --workers workers of --threads threads, DJANGO_DEBUG=0, a random DJANGO_SECRET_KEY,
 DJANGO_ALLOWED_HOSTS=127.0.0.1, and only what plain HTTP on loopback needs changed
@@ -41,8 +41,6 @@ rps(ceiling); the goal (issue 9) is >= 0.5 with no errors. The worst case is pri
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import re
 import subprocess
@@ -52,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
+import httpload
 from benchlib import (
     HERE,
     REPO,
@@ -59,18 +58,17 @@ from benchlib import (
     describe_database,
     describe_machine,
     ensure_debian_package,
-    fill_batches,
     free_port,
     now_iso,
     setup_django,
     wait_for_port,
     write_json,
 )
+from fakedata import fill_batches
 
 GOAL_RATIO = 0.5
 USERNAME = "bench-viewer"
 PASSWORD = "bench-viewer-password-1"
-RESULT_PREFIX = "BENCH-RESULT "
 POLL = "row_fragment"
 POLL_RENDER = "row_fragment_render"
 POLL_UNCHANGED = "row_fragment_unchanged"
@@ -83,53 +81,6 @@ LABELS = {
 }
 # A version no row has: the server renders the row, as it does when the batch changed.
 STALE_VERSION = "0000000000000000"
-
-# Cycles through PATHS (filled in per measurement), and counts what wrk alone does not: answers other
-# than 200 and 204 (wrk counts only >= 400) and HX-Redirect answers (a lost session). done() prints every
-# figure as one JSON line, latencies in microseconds.
-WRK_SCRIPT = r"""
-local threads = {}
-local paths = {PATHS}
-local next_path = 0
-
-function request()
-  next_path = next_path % #paths + 1
-  return wrk.format(nil, paths[next_path])
-end
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  bad_status = 0
-  hx_redirect = 0
-end
-
-function response(status, headers, body)
-  if status ~= 200 and status ~= 204 then
-    bad_status = bad_status + 1
-  end
-  if headers["HX-Redirect"] ~= nil or headers["hx-redirect"] ~= nil then
-    hx_redirect = hx_redirect + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local bad, redirects = 0, 0
-  for _, thread in ipairs(threads) do
-    bad = bad + thread:get("bad_status")
-    redirects = redirects + thread:get("hx_redirect")
-  end
-  io.write(string.format(
-    'BENCH-RESULT {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, ' ..
-    '"write": %d, "status_4xx_5xx": %d, "timeout": %d, "bad_status": %d, "hx_redirect": %d, ' ..
-    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
-    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.status, summary.errors.timeout, bad, redirects,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
-end
-"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,31 +123,6 @@ def prepare_database(url: str, batches: int) -> int:
     return running.pk
 
 
-def sign_in(base: str) -> str:
-    """The real login form, CSRF token and all; returns the Cookie header to send."""
-    import httpx
-
-    with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as client:
-        form = client.get("/login/")
-        form.raise_for_status()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
-        if not token:
-            raise RuntimeError("no CSRF token on the login page")
-        answer = client.post(
-            "/login/",
-            data={
-                "csrfmiddlewaretoken": token.group(1),
-                "username": USERNAME,
-                "password": PASSWORD,
-                "next": "/",
-            },
-            headers={"Referer": f"{base}/login/"},
-        )
-        if answer.status_code != 302 or "sessionid" not in client.cookies:
-            raise RuntimeError(f"signing in failed: {answer.status_code} {answer.text[:300]}")
-        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-
-
 def verify(base: str, cookie: str, pk: int) -> tuple[str, dict[str, int]]:
     """Checks each answer is what a browser would get, and returns the row's current version."""
     import httpx
@@ -229,78 +155,6 @@ def verify(base: str, cookie: str, pk: int) -> tuple[str, dict[str, int]]:
         CEILING: len(ceiling.content),
     }
     return version.group(1), sizes
-
-
-def run_wrk(
-    wrk: str,
-    workdir: Path,
-    base: str,
-    paths: list[str],
-    cookie: str,
-    seconds: int,
-    connections: int,
-    timeout: int,
-) -> dict:
-    script = workdir / "bench.lua"
-    script.write_text(
-        WRK_SCRIPT.replace("{PATHS}", "{" + ", ".join(json.dumps(path) for path in paths) + "}")
-    )
-    url = base + paths[0]
-    command = [
-        wrk,
-        "-t2",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        f"--timeout={timeout}s",
-        "--latency",
-        "-s",
-        str(script),
-        "-H",
-        f"Cookie: {cookie}",
-        "-H",
-        "HX-Request: true",
-        url,
-    ]
-    # Bounded: wrk stops itself after `seconds`; the subprocess timeout is a safety net.
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + timeout + 60, check=False
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            result = json.loads(line.removeprefix(RESULT_PREFIX))
-            seconds_run = result["duration_us"] / 1e6
-            result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
-            result["errors"] = (
-                result["connect"]
-                + result["read"]
-                + result["write"]
-                + result["timeout"]
-                + result["bad_status"]
-                + result["hx_redirect"]
-            )
-            result["wrk_output"] = done.stdout
-            return result
-    raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-
-
-def process_cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (Linux /proc), to show who used the cores."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def gunicorn_pids(master: int) -> list[int]:
-    pids = [master]
-    with contextlib.suppress(OSError):
-        pids += [int(child) for child in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-    return pids
 
 
 def figures(
@@ -438,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
         )
         wait_for_port(port, process=gunicorn)
-        cookie = sign_in(base)
+        cookie = httpload.sign_in(base, USERNAME, PASSWORD)
         version, sizes = verify(base, cookie, pk)
         # The row poll keeps who is polling in the cache; nothing there means the workers' cache
         # misses (Redis unreachable), which would flatter nothing and skew everything.
@@ -453,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for key, paths in targets.items():
             print(f"warm-up: {key}, 5 s ...", flush=True)
-            run_wrk(wrk, workdir, base, paths, cookie, 5, min(args.connections, 50), args.timeout)
+            httpload.run_wrk(wrk, workdir, base, paths, cookie, 5, min(args.connections, 50), args.timeout)
         runs: dict[str, list[dict]] = {key: [] for key in targets}
         for index in range(args.rounds):
             order = list(targets) if index % 2 == 0 else list(reversed(targets))
@@ -463,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.seconds} s ...",
                     flush=True,
                 )
-                pids = gunicorn_pids(gunicorn.pid)
-                cpu_before = process_cpu_seconds(pids)
-                result = run_wrk(
+                pids = httpload.gunicorn_pids(gunicorn.pid)
+                cpu_before = httpload.process_cpu_seconds(pids)
+                result = httpload.run_wrk(
                     wrk, workdir, base, targets[key], cookie, args.seconds, args.connections, args.timeout
                 )
-                result["server_cpu_s"] = process_cpu_seconds(pids) - cpu_before
+                result["server_cpu_s"] = httpload.process_cpu_seconds(pids) - cpu_before
                 print(
                     f"  {result['rps']:,.0f} requests/s, p50 {result['p50_us'] / 1000:.0f} ms, "
                     f"p99 {result['p99_us'] / 1000:.0f} ms, {result['errors']} errors",

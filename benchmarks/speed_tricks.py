@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import benchlib
+import fakedata
 
 STALE_VERSION = "0000000000000000"
 
@@ -84,7 +85,7 @@ def prepared(args: argparse.Namespace) -> None:
     from batches import selectors
     from batches.models import Batch
 
-    benchlib.fill_batches(1_000)
+    fakedata.fill_batches(1_000)
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     user = get_user_model().objects.create_superuser("bench-tricks", "", "unused-password-1")
     client = Client()

@@ -1,0 +1,158 @@
+"""Driving a server with HTTP load as browsers would: signing in through the real login form, and wrk
+(Debian's package) with a Lua script that cycles through paths and counts what wrk alone does not (answers
+other than 200 and 204, HX-Redirect), plus the CPU time the server's processes used meanwhile."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+RESULT_PREFIX = "BENCH-RESULT "
+
+# Cycles through PATHS (filled in per measurement), and counts what wrk alone does not: answers other
+# than 200 and 204 (wrk counts only >= 400) and HX-Redirect answers (a lost session). done() prints every
+# figure as one JSON line, latencies in microseconds.
+WRK_SCRIPT = r"""
+local threads = {}
+local paths = {PATHS}
+local next_path = 0
+
+function request()
+  next_path = next_path % #paths + 1
+  return wrk.format(nil, paths[next_path])
+end
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  bad_status = 0
+  hx_redirect = 0
+end
+
+function response(status, headers, body)
+  if status ~= 200 and status ~= 204 then
+    bad_status = bad_status + 1
+  end
+  if headers["HX-Redirect"] ~= nil or headers["hx-redirect"] ~= nil then
+    hx_redirect = hx_redirect + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local bad, redirects = 0, 0
+  for _, thread in ipairs(threads) do
+    bad = bad + thread:get("bad_status")
+    redirects = redirects + thread:get("hx_redirect")
+  end
+  io.write(string.format(
+    'BENCH-RESULT {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "status_4xx_5xx": %d, "timeout": %d, "bad_status": %d, "hx_redirect": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout, bad, redirects,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def sign_in(base: str, username: str, password: str) -> str:
+    """The real login form, CSRF token and all; returns the Cookie header to send."""
+    import httpx
+
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as client:
+        form = client.get("/login/")
+        form.raise_for_status()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        if not token:
+            raise RuntimeError("no CSRF token on the login page")
+        answer = client.post(
+            "/login/",
+            data={
+                "csrfmiddlewaretoken": token.group(1),
+                "username": username,
+                "password": password,
+                "next": "/",
+            },
+            headers={"Referer": f"{base}/login/"},
+        )
+        if answer.status_code != 302 or "sessionid" not in client.cookies:
+            raise RuntimeError(f"signing in failed: {answer.status_code} {answer.text[:300]}")
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def run_wrk(
+    wrk: str,
+    workdir: Path,
+    base: str,
+    paths: list[str],
+    cookie: str,
+    seconds: int,
+    connections: int,
+    timeout: int,
+) -> dict:
+    script = workdir / "bench.lua"
+    script.write_text(
+        WRK_SCRIPT.replace("{PATHS}", "{" + ", ".join(json.dumps(path) for path in paths) + "}")
+    )
+    url = base + paths[0]
+    command = [
+        wrk,
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout}s",
+        "--latency",
+        "-s",
+        str(script),
+        "-H",
+        f"Cookie: {cookie}",
+        "-H",
+        "HX-Request: true",
+        url,
+    ]
+    # Bounded: wrk stops itself after `seconds`; the subprocess timeout is a safety net.
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + timeout + 60, check=False
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line.removeprefix(RESULT_PREFIX))
+            seconds_run = result["duration_us"] / 1e6
+            result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
+            result["errors"] = (
+                result["connect"]
+                + result["read"]
+                + result["write"]
+                + result["timeout"]
+                + result["bad_status"]
+                + result["hx_redirect"]
+            )
+            result["wrk_output"] = done.stdout
+            return result
+    raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux /proc), to show who used the cores."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def gunicorn_pids(master: int) -> list[int]:
+    pids = [master]
+    with contextlib.suppress(OSError):
+        pids += [int(child) for child in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    return pids
