@@ -62,6 +62,20 @@ class Connection(models.Model):
         return self.name
 
 
+def is_stalled(
+    status: str,
+    last_progress_at: datetime | None,
+    in_progress_at: datetime | None,
+    now: datetime,
+    after: timedelta,
+) -> bool:
+    """A batch in progress, yet no request finished for `after` (also for rows read as plain values)."""
+    if status != "in_progress":
+        return False
+    since = last_progress_at or in_progress_at
+    return since is not None and now - since > after
+
+
 class Batch(models.Model):
     """The latest known state of one batch, every API field in a typed column plus the raw JSON."""
 
@@ -157,10 +171,7 @@ class Batch(models.Model):
 
     def is_stalled(self, now: datetime, after: timedelta) -> bool:
         """In progress, yet no request finished for `after`."""
-        if self.status != "in_progress":
-            return False
-        since = self.last_progress_at or self.in_progress_at
-        return since is not None and now - since > after
+        return is_stalled(self.status, self.last_progress_at, self.in_progress_at, now, after)
 
     @property
     def eta_after_expiry(self) -> bool:

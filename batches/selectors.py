@@ -281,10 +281,19 @@ def row_batch(pk: int) -> Batch | None:
     return _ROW.first(pk)
 
 
+PK_RANGE = _PK_RANGE  # what a batch's pk can be: a number outside it is no batch, without a query
+
+
 def rows_by_pk(pks: Iterable[int], limit: int) -> list[Batch]:
     """The batches behind some rows of the list, loaded as the list loads them; at most `limit`."""
     wanted = [pk for pk in pks if pk in _PK_RANGE][:limit]
     return list(_row_queryset().filter(pk__in=wanted)) if wanted else []
+
+
+def first_row_pk(filters: BatchFilters) -> int | None:
+    """The pk of the first row of the list's first page under these filters."""
+    sort = SORTS[filters.sort]
+    return filters.apply(Batch.objects.all()).order_by(*_order_by(sort)).values_list("pk", flat=True).first()
 
 
 def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> str:

@@ -17,6 +17,7 @@ the page to return to) are filled in afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +42,9 @@ from batches.selectors import BatchFilters
 FAST_SECONDS = 5
 SLOW_SECONDS = 30
 ROW_CACHE_SECONDS = 300
+# How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
+# token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
+PAGE_STATE_SECONDS = 5
 # What the poll itself adds to the page's query string; the rest are the list's filters.
 POLL_PARAMS = ("c", "t", "w", "first", "rows", "s", "v", "h", "cursor")
 MAX_WATCHED = 20
@@ -112,6 +116,70 @@ def _page_query(request: PollRequest) -> QueryDict:
     return query
 
 
+@dataclass(frozen=True)
+class PageState:
+    """What a list page with these rows and filters should show, for one change token: shared by every
+    tab polling the same page (a team watching one list) through the cache, so that one of them pays
+    the queries and the summary's render per change, and the others one cache read."""
+
+    rows: dict[int, tuple[str, bool]]  # pk: (version, still active)
+    summary_version: str
+    summary: str  # the summary card and the title, to send when a page's version differs
+    newest: int | None  # the first row of the first page, when the page asked
+
+
+def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None) -> PageState:
+    key = (
+        "live-page:"
+        + hashlib.blake2b(
+            repr(
+                (
+                    token,
+                    page_query.urlencode(),
+                    sorted(shown.rows),
+                    request.poller.can_operate,
+                    request.poller.can_admin,
+                    shown.first is not None,
+                )
+            ).encode(),
+            digest_size=16,
+        ).hexdigest()
+    )
+    state = cache.get(key) if token is not None else None
+    if isinstance(state, PageState):
+        return state
+    now = timezone.now()
+    filters = BatchFilters.from_query(page_query)
+    counts = selectors.status_counts(filters, token)
+    health = selectors.sync_health(selectors.all_connections(), now)
+    summary_version = live_selectors.summary_version(counts, health, request.poller.can_admin)
+    context = {
+        "counts": counts,
+        "health": health,
+        "filters": filters,
+        "query_without_status": _without(page_query, "status"),
+        "can_admin": request.poller.can_admin,
+        "summary_version": summary_version,
+        "oob": True,
+    }
+    title = get_template("batches/list.html#title").render({"counts": counts}).strip()
+    state = PageState(
+        rows=live_selectors.row_versions(
+            shown.rows,
+            now=now,
+            stalled_after=timedelta(minutes=settings.STALLED_AFTER_MINUTES),
+            can_operate=request.poller.can_operate,
+        ),
+        summary_version=summary_version,
+        summary=get_template("batches/list.html#summary").render(context)
+        + f"<title>{escape(title)} · Batch dashboard</title>",
+        newest=live_selectors.newest_pk(filters) if shown.first is not None else None,
+    )
+    if token is not None:
+        cache.set(key, state, PAGE_STATE_SECONDS)
+    return state
+
+
 @require_GET
 @login_not_required  # the poll's own check instead, as for the row poll (accounts.polls)
 @poll_login_required
@@ -120,85 +188,76 @@ def list_live(request: PollRequest) -> HttpResponse:
     token = live.watch_and_read(shown.watched)
     if shown.is_current(token):
         return HttpResponse(status=204)
-    now = timezone.now()
-    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
-    may_cancel = request.poller.can_operate
     page_query = _page_query(request)
-    filters = BatchFilters.from_query(page_query)
-    parts: list[str] = []
-    running = False
-    changed: dict[str, rows.Row] = {}
-    for batch in live_selectors.rows_by_pk(shown.rows):
-        version = live_selectors.row_live_version(
-            batch, now=now, stalled_after=stalled_after, can_operate=may_cancel
-        )
-        running = running or batch.is_active
-        if version != shown.rows.get(batch.pk):
-            key = f"live-row:{batch.pk}:{version}"
-            changed[key] = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=may_cancel)
-    parts.extend(_row_fragments(request, changed, stalled_after))
-
-    counts = selectors.status_counts(filters, token)
-    health = selectors.sync_health(selectors.all_connections(), now)
-    summary_version = live_selectors.summary_version(counts, health, request.poller.can_admin)
-    if summary_version != shown.parts["s"]:
-        summary = {
-            "counts": counts,
-            "health": health,
-            "filters": filters,
-            "query_without_status": _without(page_query, "status"),
-            "can_admin": request.poller.can_admin,
-            "summary_version": summary_version,
-            "oob": True,
-        }
-        parts.append(get_template("batches/list.html#summary").render(summary))
-        title = get_template("batches/list.html#title").render({"counts": counts}).strip()
-        parts.append(f"<title>{title} · Batch dashboard</title>")
-
+    state = _page_state(request, shown, page_query, token)
     response = HttpResponse()
+    if shown.first is not None and state.newest is not None and state.newest != shown.first:
+        # A new batch: the whole first page, in place of the table (the table holds a new poll
+        # element, so the answer's own is left out).
+        filters = BatchFilters.from_query(page_query)
+        stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+        response.write(_table(request, filters, page_query, timezone.now(), stalled_after))
+        response["HX-Retarget"] = "#batch-table"
+        response["HX-Reswap"] = "outerHTML"
+        if state.summary_version != shown.parts["s"]:
+            response.write(state.summary)
+        return response
     live_query = page_query.copy()
     live_query["w"] = ",".join(shown.watched)
     if shown.first is not None:
-        newest = live_selectors.newest_pk(filters)
-        if newest is not None and newest != shown.first:
-            # A new batch: the whole first page, in place of the table (the table holds a new poll
-            # element, so the answer's own is left out).
-            response.write(_table(request, filters, page_query, now, stalled_after))
-            response["HX-Retarget"] = "#batch-table"
-            response["HX-Reswap"] = "outerHTML"
-            response.write("".join(parts))
-            return response
         live_query["first"] = str(shown.first)
+    running = any(active for _, active in state.rows.values())
     response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
-    response.write("".join(parts))
+    changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
+    response.write("".join(_row_fragments(request, changed)))
+    if state.summary_version != shown.parts["s"]:
+        response.write(state.summary)
     return response
 
 
-def _row_fragments(request: PollRequest, changed: dict[str, rows.Row], stalled_after: timedelta) -> list[str]:
+def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
+    """The changed rows, each rendered once per version for everyone (the shared cache), with this
+    request's own form token and return address filled in."""
     if not changed:
         return []
-    cached: dict[str, str] = cache.get_many(list(changed))
-    missing = {key: row for key, row in changed.items() if key not in cached}
+    keys = {pk: f"live-row:{pk}:{version}" for pk, version in changed.items()}
+    cached: dict[str, str] = cache.get_many(list(keys.values()))
+    fragments = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    missing = [pk for pk in keys if pk not in fragments]
     if missing:
-        template = get_template("batches/list.html#row")
-        made = {
-            key: template.render(
-                {
-                    "row": row,
-                    "stalled_after": stalled_after,
-                    "oob": True,
-                    "csrf_token": CSRF_SLOT,
-                    "request": {"get_full_path": NEXT_SLOT},
-                }
-            )
-            for key, row in missing.items()
-        }
-        cache.set_many(made, ROW_CACHE_SECONDS)
-        cached.update(made)
+        fresh = _render_rows(request, missing)
+        # Kept under the version each row was rendered at, which may be newer than the one compared.
+        cache.set_many(
+            {f"live-row:{pk}:{version}": text for pk, (version, text) in fresh.items()}, ROW_CACHE_SECONDS
+        )
+        fragments.update({pk: text for pk, (_, text) in fresh.items()})
     csrf = get_token(request)
     htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
     back = escape((htmx.current_url_abs_path if htmx else None) or "/")
-    return [cached[key].replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for key in changed]
+    return [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in fragments.values()]
+
+
+def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:
+    """pk: (version, the row rendered for any user of this role, with stand-ins for the per-request
+    parts)."""
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    template = get_template("batches/list.html#row")
+    rendered = {}
+    for batch in selectors.rows_by_pk(pks, live_selectors.MAX_POLLED_ROWS):
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        version = row["live_version"] or live_selectors.row_live_version(
+            batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate
+        )
+        context = {
+            "row": row,
+            "stalled_after": stalled_after,
+            "oob": True,
+            "csrf_token": CSRF_SLOT,
+            "request": {"get_full_path": NEXT_SLOT},
+        }
+        rendered[batch.pk] = (version, template.render(context))
+    return rendered
 
 
 def _table(
