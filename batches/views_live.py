@@ -171,8 +171,9 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
             can_operate=request.poller.can_operate,
         ),
         summary_version=summary_version,
-        summary=get_template("batches/list.html#summary").render(context)
-        + f"<title>{escape(title)} · Batch dashboard</title>",
+        # The title first: htmx takes the first <title> of an answer, and the summary holds one too.
+        summary=f"<title>{escape(title)} · Batch dashboard</title>"
+        + get_template("batches/list.html#summary").render(context),
         newest=live_selectors.newest_pk(filters) if shown.first is not None else None,
     )
     if token is not None:
@@ -234,7 +235,11 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
     csrf = get_token(request)
     htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
     back = escape((htmx.current_url_abs_path if htmx else None) or "/")
-    return [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in fragments.values()]
+    # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
+    return [
+        f"<template>{text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back)}</template>"
+        for text in fragments.values()
+    ]
 
 
 def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:
