@@ -15,8 +15,10 @@ token's age limit (LIVE_RECHECK_SECONDS) covers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 CHANGES_KEY = "batch-dashboard:changes"
 WATCH_PREFIX = "batch-dashboard:watched:"
+NEXT_REFRESH_KEY = "batch-dashboard:next-refresh"
 # A page that shows every connection (the unfiltered list) watches this one key instead of each.
 EVERY_CONNECTION = "all"
 
@@ -45,18 +48,37 @@ def _bump_now(connection_pk: int) -> None:
         logger.warning("Could not count a change of connection %s (%s)", connection_pk, type(error).__name__)
 
 
-def watch_and_read(watched: Iterable[str]) -> str | None:
-    """Mark `watched` (connection pks as strings, or EVERY_CONNECTION) as watched and return the
-    current change token, in one round trip; None while Redis is unreachable."""
+@dataclass(frozen=True)
+class Reading:
+    token: str | None  # None while Redis is unreachable
+    next_refresh: dict[str, float]  # connection pk: when its next refresh is due (Unix time)
+
+    def next_refresh_of(self, watched: Iterable[str]) -> float | None:
+        """When the next refresh of the watched connections is due, if the refresh chain said."""
+        names = set(watched)
+        due = [at for pk, at in self.next_refresh.items() if EVERY_CONNECTION in names or pk in names]
+        return min(due) if due else None
+
+
+def watch_and_read(watched: Iterable[str]) -> Reading:
+    """Mark `watched` (connection pks as strings, or EVERY_CONNECTION) as watched and read the
+    current change token and when the next refreshes are due, in one round trip."""
     try:
         pipe = client().pipeline(transaction=False)
         for name in watched:
             pipe.set(f"{WATCH_PREFIX}{name}", 1, ex=settings.LIVE_WATCH_SECONDS)
         pipe.hgetall(CHANGES_KEY)
-        counters = pipe.execute()[-1]
+        pipe.hgetall(NEXT_REFRESH_KEY)
+        *_, counters, due = pipe.execute()
     except (RedisError, OSError):
-        return None
-    return token(counters)
+        return Reading(None, {})
+    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()})
+
+
+def record_next_refresh(connection_pk: int, at: float) -> None:
+    """The refresh chain says when it runs next, so that pages can poll just after it (views_live)."""
+    with contextlib.suppress(RedisError, OSError):
+        client().hset(NEXT_REFRESH_KEY, str(connection_pk), repr(at))
 
 
 def read_token() -> str | None:

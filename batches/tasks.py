@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
@@ -13,7 +14,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from batches import pacing, schedule, sync
+from batches import live, pacing, schedule, sync
 from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
@@ -82,6 +83,7 @@ def refresh_active_batches(connection_id: int, link: str = "") -> str:
     if connection is not None:
         delay = pacing.next_refresh_delay(connection, budget_wait=pacing.budget_wait(connection_id))
         schedule.record_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay))
+        live.record_next_refresh(connection_id, time.time() + delay)
         next_link = pacing.new_chain(connection_id, delay)
         refresh_active_batches.apply_async((connection_id, next_link), countdown=delay)
     return outcome

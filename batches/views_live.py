@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,7 +47,7 @@ ROW_CACHE_SECONDS = 300
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
 # What the poll itself adds to the page's query string; the rest are the list's filters.
-POLL_PARAMS = ("c", "t", "w", "first", "rows", "s", "v", "h", "cursor")
+POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
 MAX_WATCHED = 20
 # Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
 CSRF_SLOT = "LIVECSRFSLOTQ7X"
@@ -63,6 +64,7 @@ class Shown:
     rows: dict[int, str] = field(default_factory=dict)
     parts: dict[str, str] = field(default_factory=dict)
     first: int | None = None
+    running: bool = True  # whether the page had running rows at its last answer (r=0 says not)
 
     @classmethod
     def from_query(cls, query: QueryDict) -> Shown:
@@ -85,6 +87,7 @@ class Shown:
             rows=rows_shown,
             parts={name: query.get(name, "")[:32] for name in ("s", "v", "h")},
             first=int(first) if first.isdigit() else None,
+            running=query.get("r", "1") != "0",
         )
 
     def is_current(self, token: str | None) -> bool:
@@ -186,9 +189,10 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
 @poll_login_required
 def list_live(request: PollRequest) -> HttpResponse:
     shown = Shown.from_query(request.GET)
-    token = live.watch_and_read(shown.watched)
+    reading = live.watch_and_read(shown.watched)
+    token = reading.token
     if shown.is_current(token):
-        return HttpResponse(status=204)
+        return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
     page_query = _page_query(request)
     state = _page_state(request, shown, page_query, token)
     response = HttpResponse()
@@ -208,11 +212,34 @@ def list_live(request: PollRequest) -> HttpResponse:
     if shown.first is not None:
         live_query["first"] = str(shown.first)
     running = any(active for _, active in state.rows.values())
+    live_query["r"] = "1" if running else "0"
     response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
     response.write("".join(_row_fragments(request, changed)))
     if state.summary_version != shown.parts["s"]:
         response.write(state.summary)
+    return _paced(response, reading, shown.watched, running)
+
+
+# The refresh's own time, from its due moment to its rows committed: a page polls this long after it.
+REFRESH_SETTLE_SECONDS = 1.0
+
+
+def _paced(
+    response: HttpResponse, reading: live.Reading, watched: Sequence[str], running: bool
+) -> HttpResponse:
+    """Tell the page when to poll next (static/js/app.js): just after the next refresh of what it
+    watches, so that a change waits for one interval, not for a refresh and then a poll; never later
+    than the page's own interval. X-Live-Poll-In is in milliseconds."""
+    seconds = float(_seconds(running))
+    due = reading.next_refresh_of(watched)
+    if running and due is not None:
+        after_refresh = due + REFRESH_SETTLE_SECONDS - time.time()
+        if after_refresh > 0.5:
+            seconds = min(seconds, after_refresh)
+        elif after_refresh > -REFRESH_SETTLE_SECONDS:
+            seconds = min(seconds, 0.5)
+    response["X-Live-Poll-In"] = str(round(seconds * 1000))
     return response
 
 
@@ -310,6 +337,7 @@ def list_poll_context(
     if page.is_first_page and page.rows and page_query.get("sort", "created") == "created":
         query["first"] = str(page.rows[0].pk)
     running = any(row["live_version"] for row in shown_rows)
+    query["r"] = "1" if running else "0"
     return {"live_poll": poll_element(reverse("batches:live"), query, live.read_token(), _seconds(running))}
 
 
@@ -322,9 +350,10 @@ def _seconds(running: bool) -> int:
 @poll_login_required
 def detail_live(request: PollRequest, pk: int) -> HttpResponse:
     shown = Shown.from_query(request.GET)
-    token = live.watch_and_read(shown.watched)
+    reading = live.watch_and_read(shown.watched)
+    token = reading.token
     if shown.is_current(token):
-        return HttpResponse(status=204)
+        return _paced(HttpResponse(status=204), reading, shown.watched, True)
     batch = Batch.objects.select_related("connection").filter(pk=pk).first() if pk > 0 else None
     if batch is None:
         raise Http404("No such batch.")
@@ -335,7 +364,7 @@ def detail_live(request: PollRequest, pk: int) -> HttpResponse:
         url = rows.batch_url("batches:detail_live", batch.pk)
         response.write(poll_element(url, _watching(str(batch.connection_id)), token, FAST_SECONDS))
     response.write("".join(parts))
-    return response
+    return _paced(response, reading, shown.watched, batch.is_active)
 
 
 def _detail_parts(request: PollRequest, batch: Batch, shown: Shown) -> list[str]:

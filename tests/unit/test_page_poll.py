@@ -80,8 +80,8 @@ def observe(batch: Batch, **changes) -> None:
 def test_the_list_polls_once_for_the_whole_page_and_its_rows_not_at_all(client, member):
     running = [make_batch(status="in_progress") for _ in range(3)]
     body = client.get("/").content.decode()
-    assert body.count('hx-trigger="every') == 1
-    assert 'id="live-poll" hidden hx-get="/live/?' in body and 'hx-trigger="every 5s"' in body
+    assert 'hx-trigger="every' not in body  # neither the rows nor the summary poll on their own
+    assert 'id="live-poll" hidden hx-get="/live/?' in body and 'data-poll-seconds="5"' in body
     page = Page(body)
     assert set(page.rows) == {str(batch.pk) for batch in running}
     assert "s" in page.parts
@@ -121,7 +121,7 @@ def test_a_finished_row_leaves_the_poll_which_slows_down(client, member, django_
         observe(running, status="completed", completed=98)
     body = page.poll(client).content.decode()
     assert f'<tr id="batch-{running.pk}"' in body and f'data-live="{running.pk}"' not in body
-    assert 'hx-trigger="every 30s"' in body
+    assert 'data-poll-seconds="30"' in body
     page.take(body)
     assert page.rows == {}
 
@@ -230,3 +230,15 @@ def test_the_writer_counts_only_changes_a_page_can_show(django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         observe(Batch.objects.get(pk=batch.pk), completed=11)
     assert live.read_token() != before
+
+
+def test_the_answer_says_to_poll_again_just_after_the_next_refresh(client, member):
+    batch = make_batch(status="in_progress")
+    page = open_list(client)
+    assert page.poll(client)["X-Live-Poll-In"] == "5000"  # nothing known of the refresh: the interval
+    live.record_next_refresh(batch.connection_id, time.time() + 2)
+    answer = page.poll(client)
+    assert answer.status_code == 204
+    assert 2500 <= int(answer["X-Live-Poll-In"]) <= 3000  # 2 s, and a second for the refresh to land
+    live.record_next_refresh(batch.connection_id, time.time() + 60)  # an idle connection's next refresh
+    assert page.poll(client)["X-Live-Poll-In"] == "5000"
