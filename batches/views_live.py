@@ -18,6 +18,7 @@ the page to return to) are filled in afterwards.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -223,6 +224,9 @@ def list_live(request: PollRequest) -> HttpResponse:
 
 # The refresh's own time, from its due moment to its rows committed: a page polls this long after it.
 REFRESH_SETTLE_SECONDS = 1.0
+# Pages watching one connection would otherwise all poll in the same instant after each refresh: each
+# waits a random part of this many seconds more, which spreads the load for little freshness.
+POLL_SPREAD_SECONDS = 2.0
 
 
 def _paced(
@@ -234,7 +238,7 @@ def _paced(
     seconds = float(_seconds(running))
     due = reading.next_refresh_of(watched)
     if running and due is not None:
-        after_refresh = due + REFRESH_SETTLE_SECONDS - time.time()
+        after_refresh = due + REFRESH_SETTLE_SECONDS + random.uniform(0, POLL_SPREAD_SECONDS) - time.time()
         if after_refresh > 0.5:
             seconds = min(seconds, after_refresh)
         elif after_refresh > -REFRESH_SETTLE_SECONDS:
