@@ -35,7 +35,7 @@ REPO = HERE.parent
 DEFAULT_JSON_DIR = REPO / "var" / "benchmarks"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 # The order of docs/benchmarks.md (issue 9's); benchmarks not named here follow in name order.
-DOC_ORDER = ("poll_load", "list", "sync", "freshness", "results", "upload")
+DOC_ORDER = ("poll_load", "open_tabs", "list", "sync", "freshness", "api_budget", "results", "upload")
 
 
 def discover() -> list[Path]:
