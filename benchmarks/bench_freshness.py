@@ -1,7 +1,7 @@
 """How fresh is an open page: from a change in the API (the simulator) to its appearance in Chromium.
 
     DJANGO_DEBUG=1 uv run python benchmarks/bench_freshness.py [--changes 50] [--finishes 50]
-        [--batches 400] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--json PATH]
+        [--batches 200] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--json PATH]
 
 Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
 starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--finishes", type=int, default=50, help="batches finished with webhooks on (default 50)"
     )
-    parser.add_argument("--batches", type=int, default=400, help="simulated batches (default 400)")
+    parser.add_argument("--batches", type=int, default=200, help="simulated batches (default 200)")
     parser.add_argument(
         "--gap-min", type=float, default=3.0, help="shortest wait between changes, s (default 3)"
     )
