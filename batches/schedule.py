@@ -76,7 +76,9 @@ def claim_due_work(connection: Connection, now: datetime | None = None) -> list[
     current = connection.next_refresh_at
     interval = timedelta(seconds=pacing.refresh_interval(connection))
     lost = current is None or current <= now - timedelta(seconds=settings.SYNC_CHAIN_GRACE)
-    pulled_in = current is not None and current > now + interval
+    # Pulled in only as far as the API budget allows: a chain waiting for its budget keeps waiting.
+    allowed = max(interval, timedelta(seconds=pacing.budget_wait(connection.pk)))
+    pulled_in = current is not None and current > now + allowed + timedelta(seconds=1)
     if (lost or pulled_in) and _claim(connection, "next_refresh_at", current, now + interval):
         due.append("refresh")
     return due

@@ -8,7 +8,7 @@ versions of what the page shows: its running rows (`data-live` + `data-version`)
 - 204 when the token is unchanged (one Redis round trip, no query, no render), or else
 - a new poll element (a new token; a slower interval once no running row is left) and, swapped
   out of band, the fragments whose version differs: rows, the summary, the detail page's cards, and
-  the title. A new batch at the top of the list's first page brings the whole table.
+  the title. New batches at the top of the list's first page are put on top of the table.
 
 Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
 kept in the shared cache; the per-request parts (the CSRF token of the no-JavaScript cancel form and
@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -197,26 +197,23 @@ def list_live(request: PollRequest) -> HttpResponse:
     page_query = _page_query(request)
     state = _page_state(request, shown, page_query, token)
     response = HttpResponse()
-    if shown.first is not None and state.newest is not None and state.newest != shown.first:
-        # A new batch: the whole first page, in place of the table (the table holds a new poll
-        # element, so the answer's own is left out).
-        filters = BatchFilters.from_query(page_query)
-        stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
-        response.write(_table(request, filters, page_query, timezone.now(), stalled_after))
-        response["HX-Retarget"] = "#batch-table"
-        response["HX-Reswap"] = "outerHTML"
-        if state.summary_version != shown.parts["s"]:
-            response.write(state.summary)
-        return response
+    new_rows, running = "", False
+    first = shown.first
+    if first is not None and state.newest is not None and state.newest > first:
+        # New batches (rows are numbered as they are first seen) go on top of the table; the rows the
+        # page shows stay. A first row that only left the filter (no longer running) changes nothing.
+        new_rows, newest, running = _new_rows(request, BatchFilters.from_query(page_query), first)
+        first = newest if newest is not None and newest > first else first
     live_query = page_query.copy()
     live_query["w"] = ",".join(shown.watched)
-    if shown.first is not None:
-        live_query["first"] = str(shown.first)
-    running = any(active for _, active in state.rows.values())
+    if first is not None:
+        live_query["first"] = str(first)
+    running = running or any(active for _, active in state.rows.values())
     live_query["r"] = "1" if running else "0"
     response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
     response.write("".join(_row_fragments(request, changed)))
+    response.write(new_rows)
     if state.summary_version != shown.parts["s"]:
         response.write(state.summary)
     return _paced(response, reading, shown.watched, running)
@@ -296,30 +293,25 @@ def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, s
     return rendered
 
 
-def _table(
-    request: PollRequest,
-    filters: BatchFilters,
-    page_query: QueryDict,
-    now: datetime,
-    stalled_after: timedelta,
-) -> str:
+def _new_rows(request: PollRequest, filters: BatchFilters, first: int) -> tuple[str, int | None, bool]:
+    """The rows of the first page above the one the page shows first (new batches), to put on top
+    of its table: (their HTML, the new first row, whether any of them runs)."""
     page = selectors.batch_page(filters, None)
-    may_cancel = request.poller.can_operate
-    shown_rows = [
-        rows.row(b, now=now, stalled_after=stalled_after, can_operate=may_cancel) for b in page.rows
-    ]
-    context: dict[str, object] = {
-        "now": now,
-        "stalled_after": stalled_after,
-        "filters": filters,
-        "page": page,
-        "rows": shown_rows,
-        "query_without_cursor": _without(page_query),
-        "request": request,
-        "csrf_token": get_token(request),
-    }
-    context.update(list_poll_context(page_query, page, shown_rows, request.GET.get("w", "")))
-    return get_template("batches/list.html#table").render(context)
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    template = get_template("batches/list.html#row")
+    context = {"stalled_after": stalled_after, "request": request, "csrf_token": get_token(request)}
+    made, running = [], False
+    for batch in page.rows:
+        if batch.pk == first or batch.pk < first:
+            break
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        running = running or bool(row["live_version"])
+        made.append(template.render({**context, "row": row}))
+    newest = page.rows[0].pk if page.rows else None
+    # A <tbody> out of band: htmx puts its rows at the top of the table's own.
+    html = f'<template><tbody hx-swap-oob="afterbegin:#batch-table tbody">{"".join(made)}</tbody></template>'
+    return (html if made else ""), newest, running
 
 
 def _without(query: QueryDict, *names: str) -> str:

@@ -97,3 +97,15 @@ def test_beat_claims_a_refresh_only_when_its_chain_is_lost_or_a_page_starts_watc
     late = now + timedelta(seconds=5 + settings.SYNC_CHAIN_GRACE + 1)
     assert schedule.claim_due_work(connection, late) == ["refresh"]  # the chain was lost
     assert schedule.claim_due_work(connection, late) == []  # claimed once
+
+
+def test_beat_does_not_pull_in_a_refresh_that_waits_for_its_budget(connection, settings):
+    settings.SYNC_API_CALLS_PER_MINUTE = 1
+    assert pacing.take_call(connection.pk) == 0.0
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        next_full_sync_at=now + timedelta(hours=1), next_refresh_at=now + timedelta(seconds=55)
+    )
+    connection.refresh_from_db()
+    live.watch_and_read([str(connection.pk)])
+    assert schedule.claim_due_work(connection, now) == []

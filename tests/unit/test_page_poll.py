@@ -138,14 +138,29 @@ def test_the_summary_and_the_title_follow_a_change_of_status(
     assert "<title>1 failed · Batch dashboard</title>" in body
 
 
-def test_a_new_batch_brings_the_whole_first_page(client, member, django_capture_on_commit_callbacks):
+def test_a_new_batch_is_put_on_top_of_the_table(client, member, django_capture_on_commit_callbacks):
     make_batch(status="in_progress", created_at=timezone.now() - timedelta(hours=1))
     page = open_list(client)
     newer = make_batch(status="validating", created_at=timezone.now())
     live._bump_now(newer.connection_id)
-    answer = page.poll(client)
-    assert answer["HX-Retarget"] == "#batch-table"
-    assert f'id="batch-{newer.pk}"' in answer.content.decode()
+    body = page.poll(client).content.decode()
+    assert '<tbody hx-swap-oob="afterbegin:#batch-table tbody">' in body
+    assert f'<tr id="batch-{newer.pk}"' in body and f"first={newer.pk}" in body
+
+
+def test_a_first_row_that_leaves_the_filter_keeps_the_page(
+    client, member, django_capture_on_commit_callbacks
+):
+    older = make_batch(status="in_progress", created_at=timezone.now() - timedelta(hours=1))
+    newest = make_batch(status="in_progress", created_at=timezone.now())
+    page = Page(client.get("/?status=in_progress").content.decode())
+    assert f"first={newest.pk}" in page.poll_url
+    with django_capture_on_commit_callbacks(execute=True):
+        observe(newest, status="cancelling")
+    body = page.poll(client).content.decode()
+    assert "afterbegin" not in body
+    assert f'<tr id="batch-{newest.pk}"' in body and "cancelling" in body  # updated where it stands
+    assert f'<tr id="batch-{older.pk}"' not in body
 
 
 def test_the_token_is_compared_again_after_its_age_limit(client, member, settings, monkeypatch):
