@@ -19,10 +19,10 @@ polls as a browser does, and one row in ten changes per 5 s interval:
   per-row     50 requests per tab every 5 s (GET /batches/<pk>/row/?v=..., today's baseline before
               issue 16): 9 in 10 carry the row's current version (a 204), 1 in 10 a stale one (a render).
 
-wrk (Debian's package) drives it with keep-alive connections (one per tab, at most 64, as nginx's upstream
-pool carries the browsers' polls to gunicorn over a few connections) that each wait between requests
-(httpload.run_wrk's pause), so the request rate is the tabs' (tabs / 5 per second for the page poll,
-10 x tabs for per-row). For each mode the tab counts of its
+wrk (Debian's package) drives it with keep-alive connections (about 0.8 x the request rate, at most 256:
+nginx's upstream pool carries the browsers' polls to gunicorn over a few connections) that each wait
+between requests (httpload.run_wrk's pause), so the request rate is the tabs' (tabs / 5 per second for
+the page poll, 10 x tabs for per-row). For each mode the tab counts of its
 ladder are tried in turn, --seconds each after a 3 s warm-up, until one fails; a count is served when
 p99 <= 250 ms, no errors (socket errors, answers other than 200/204, HX-Redirect) and at least 90 % of
 the requests it should have sent were answered (a server that falls behind slows wrk down). The
@@ -72,8 +72,10 @@ PER_ROW = "per_row"
 LABELS = {PAGE: "page poll (one request per tab and 5 s)", PER_ROW: "per-row polls (50 per tab and 5 s)"}
 RATE_PER_TAB = {PAGE: 1 / INTERVAL_S, PER_ROW: ROWS_PER_TAB / INTERVAL_S}
 # Browsers reach gunicorn through nginx, whose upstream pool (deploy/nginx: keepalive 32) carries every
-# tab's polls over a few keep-alive connections; gunicorn itself closes a connection idle for 2 s.
-MAX_CONNECTIONS = 64
+# tab's polls over a few keep-alive connections; gunicorn itself closes a connection idle for 2 s. So
+# wrk uses about 0.8 x the request rate in connections (each waiting at most ~1.2 s between requests,
+# under gunicorn's 2 s), at most this many, which keeps the wait long beside the answer's own time.
+MAX_CONNECTIONS = 256
 
 
 def _counts(text: str) -> list[int]:
@@ -150,7 +152,7 @@ def measure(
     args, wrk: str, workdir: Path, base: str, cookie: str, mode: str, paths: list[str], tabs: int, pids
 ):
     rate = tabs * RATE_PER_TAB[mode]
-    connections = min(tabs, MAX_CONNECTIONS)
+    connections = max(1, min(MAX_CONNECTIONS, round(rate * 0.8)))
     pause_ms = 1000 * connections / rate
     httpload.run_wrk(wrk, workdir, base, paths, cookie, 3, connections, args.timeout, pause_ms)
     cpu_before = httpload.process_cpu_seconds(pids)
@@ -242,9 +244,9 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             "shared cache of rendered rows: the steady state at one change in ten rows per interval.",
             "per-row: each row of each tab polls every 5 s; 9 in 10 carry the current version (204), "
             "1 in 10 a stale one (a render), the same one change in ten.",
-            f"wrk {context['wrk']}: one keep-alive connection per tab, at most {MAX_CONNECTIONS} (as nginx's "
-            f"upstream pool carries browsers' polls to gunicorn), each waiting 0.5-1.5x its share of the "
-            f"interval between requests; {args.seconds} s per tab count "
+            f"wrk {context['wrk']}: keep-alive connections, about 0.8 x the request rate and at most "
+            f"{MAX_CONNECTIONS} (as nginx's upstream pool carries browsers' polls to gunicorn), each waiting "
+            f"0.5-1.5x its share of the interval between requests; {args.seconds} s per tab count "
             f"after 3 s at the same rate. Served: p99 <= {P99_LIMIT_MS:.0f} ms, no errors, and at least "
             f"{MIN_SENT_SHARE:.0%} of the target request rate answered. wrk shares the cores with the "
             "server.",
