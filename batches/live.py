@@ -54,7 +54,7 @@ class Reading:
     next_refresh: dict[str, float]  # connection pk: when its next refresh is due (Unix time)
 
     def next_refresh_of(self, watched: Iterable[str]) -> float | None:
-        """When the next refresh of the watched connections is due, if the refresh chain said."""
+        """When the next refresh of the watched connections is due, as the last refreshes recorded."""
         names = set(watched)
         due = [at for pk, at in self.next_refresh.items() if EVERY_CONNECTION in names or pk in names]
         return min(due) if due else None
@@ -76,7 +76,7 @@ def watch_and_read(watched: Iterable[str]) -> Reading:
 
 
 def record_next_refresh(connection_pk: int, at: float) -> None:
-    """The refresh chain says when it runs next, so that pages can poll just after it (views_live)."""
+    """A refresh says when the next one is due, so that pages can poll just after it (views_live)."""
     with contextlib.suppress(RedisError, OSError):
         client().hset(NEXT_REFRESH_KEY, str(connection_pk), repr(at))
 

@@ -7,8 +7,8 @@
   counted in one Redis sorted set per connection, so that every worker spends from the same budget.
 - A 429's retry-after and a failing connection's backoff (batches.schedule) come on top.
 
-The refresh task schedules its own next run with the delay worked out here (batches.tasks); beat's
-dispatcher only restarts a chain that was lost (batches.schedule.claim_due_work).
+The refresh task records when its next run is due from the delay worked out here (batches.tasks); beat's
+dispatcher, ticking every second, starts it then (batches.schedule.claim_due_work).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from dashboard.shared_redis import client
 logger = logging.getLogger(__name__)
 
 BUDGET_PREFIX = "batch-dashboard:api-calls:"
-CHAIN_PREFIX = "batch-dashboard:refresh-chain:"
 WINDOW = 60.0  # the budget's sliding window, in seconds
 
 # Atomically: forget calls older than the window; if `n` more fit in the budget, record them and
@@ -119,26 +118,3 @@ def next_refresh_delay(connection: Connection, *, budget_wait: float = 0.0) -> f
     if connection.next_attempt_at is not None:
         delay = max(delay, (connection.next_attempt_at - timezone.now()).total_seconds())
     return max(delay, budget_wait)
-
-
-# --- the refresh chain: at most one scheduled next run per connection ---------------------------
-
-
-def new_chain(connection_pk: int, delay: float) -> str:
-    """Make a new link the connection's only valid one: an older link still queued finds it has been
-    superseded and does nothing, so two chains never run side by side."""
-    link = uuid.uuid4().hex
-    try:
-        # Outlives the countdown by the dispatcher's grace, after which beat restarts a lost chain.
-        client().set(f"{CHAIN_PREFIX}{connection_pk}", link, ex=int(delay + settings.SYNC_CHAIN_GRACE) + 1)
-    except (RedisError, OSError):
-        return ""
-    return link
-
-
-def is_current_link(connection_pk: int, link: str) -> bool:
-    try:
-        current = client().get(f"{CHAIN_PREFIX}{connection_pk}")
-    except (RedisError, OSError):
-        return True
-    return current is not None and (current.decode() if isinstance(current, bytes) else current) == link

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from batches import pacing
+from batches import live, pacing
 from batches.api.errors import RateLimitError
-from batches.connections import environment_connection, is_configured
+from batches.connections import ENVIRONMENT_CONNECTION_NAME, environment_connection, is_configured
 from batches.models import Connection
 
 # How long a 429 without retry-after, or a failing API, keeps a connection waiting.
@@ -56,10 +56,10 @@ def claim_due_work(connection: Connection, now: datetime | None = None) -> list[
     """Which of 'refresh' and 'full_sync' are due; each is claimed with compare-and-set so that two
     beat ticks (or two dispatchers) never enqueue the same run twice.
 
-    A refresh schedules its own next run (batches.tasks), so here it is due only when that run is
-    SYNC_CHAIN_GRACE seconds late (its chain was lost: a worker killed, a broker flushed), when it never
-    ran, or when a page started watching a connection whose next run is further off than its watched
-    interval."""
+    A refresh is due at `next_refresh_at`, which each refresh sets as it ends (its interval, the API
+    budget, a backoff: batches.pacing), or earlier when a page starts watching a connection whose next
+    run is further off than its watched interval. Claiming moves `next_refresh_at` one interval on, so
+    a refresh whose worker died or whose message was lost is claimed again then."""
     now = now or timezone.now()
     if not may_call_api(connection, now):
         return []
@@ -73,15 +73,29 @@ def claim_due_work(connection: Connection, now: datetime | None = None) -> list[
         following = current + step if current is not None and current + step > now else now + step
         if _claim(connection, "next_full_sync_at", current, following):
             due.append("full_sync")
-    current = connection.next_refresh_at
-    interval = timedelta(seconds=pacing.refresh_interval(connection))
-    lost = current is None or current <= now - timedelta(seconds=settings.SYNC_CHAIN_GRACE)
-    # Pulled in only as far as the API budget allows: a chain waiting for its budget keeps waiting.
-    allowed = max(interval, timedelta(seconds=pacing.budget_wait(connection.pk)))
-    pulled_in = current is not None and current > now + allowed + timedelta(seconds=1)
-    if (lost or pulled_in) and _claim(connection, "next_refresh_at", current, now + interval):
+    if _refresh_is_due(connection, now) and _claim(
+        connection,
+        "next_refresh_at",
+        connection.next_refresh_at,
+        now + timedelta(seconds=pacing.refresh_interval(connection)),
+    ):
         due.append("refresh")
     return due
+
+
+def _refresh_is_due(connection: Connection, now: datetime) -> bool:
+    """Beat asks this of every connection every second, so Redis is asked only when the answer may
+    depend on it: whether a page watches a connection whose next refresh is further off than its
+    watched interval, and then whether its API budget allows one sooner."""
+    current = connection.next_refresh_at
+    if current is None or current <= now:
+        return True
+    watched_interval = timedelta(seconds=connection.refresh_interval)
+    if current <= now + watched_interval + timedelta(seconds=1) or not live.is_watched(connection.pk):
+        return False
+    # Pulled in only as far as the API budget allows: a refresh waiting for its budget keeps waiting.
+    allowed = max(watched_interval, timedelta(seconds=pacing.budget_wait(connection.pk)))
+    return current > now + allowed + timedelta(seconds=1)
 
 
 def _claim(connection: Connection, field_name: str, current: datetime | None, following: datetime) -> bool:
@@ -91,10 +105,14 @@ def _claim(connection: Connection, field_name: str, current: datetime | None, fo
 
 
 def record_next_refresh(connection_pk: int, at: datetime) -> None:
-    """The refresh scheduled itself for `at`: beat's dispatcher leaves it alone until then (and grace)."""
+    """A refresh has run and the next one is due at `at`: beat's dispatcher claims it then."""
     Connection.objects.filter(pk=connection_pk).update(next_refresh_at=at)
 
 
 def connections_to_sync() -> Iterable[Connection]:
-    environment_connection()
-    return [c for c in Connection.objects.filter(enabled=True) if is_configured(c)]
+    """The connections to dispatch for, in one query (beat asks every second); the environment's
+    connection is recreated only when it is missing."""
+    every = list(Connection.objects.all())
+    if not any(c.name == ENVIRONMENT_CONNECTION_NAME for c in every):
+        every.append(environment_connection())
+    return [c for c in every if c.enabled and is_configured(c)]

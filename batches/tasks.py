@@ -22,6 +22,8 @@ from dashboard.shared_redis import client
 
 logger = logging.getLogger(__name__)
 
+LOCK_HELD = "skipped: another run holds the lock"
+
 
 class _SyncWork(Protocol):
     """A sync service as the tasks call it: on_page renews the lock after every page."""
@@ -41,7 +43,7 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork, *, budgeted: boo
     # lock soon expires by itself while a long, healthy run keeps it.
     lock = client().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
     if not lock.acquire(blocking=False):
-        return "skipped: another run holds the lock"
+        return LOCK_HELD
     result = None
     try:
         if budgeted and pacing.take_call(connection_id) > 0:
@@ -72,20 +74,18 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork, *, budgeted: boo
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def refresh_active_batches(connection_id: int, link: str = "") -> str:
-    """Refresh, then schedule the next refresh for when it is due (batches.pacing), so that no beat
-    tick stands between a due refresh and its run. `link` names the run that scheduled this one: a
-    newer run has since taken over the chain if it is not the current link, and this one stops."""
-    if link and not pacing.is_current_link(connection_id, link):
-        return "skipped: a newer run took over"
+def refresh_active_batches(connection_id: int) -> str:
+    """Refresh, then record when the next refresh is due (batches.pacing) for beat's dispatcher, which
+    looks every second. No countdown message: a worker holding one unacknowledged for its whole delay
+    crashes on kombu's Redis transport when Redis drops, and a dropped one would be lost anyway."""
     outcome = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
+    if outcome == LOCK_HELD:
+        return outcome  # the run holding the lock records the next one when it ends
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is not None:
         delay = pacing.next_refresh_delay(connection, budget_wait=pacing.budget_wait(connection_id))
         schedule.record_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay))
         live.record_next_refresh(connection_id, time.time() + delay)
-        next_link = pacing.new_chain(connection_id, delay)
-        refresh_active_batches.apply_async((connection_id, next_link), countdown=delay)
     return outcome
 
 
@@ -96,7 +96,8 @@ def full_sync_batches(connection_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> list[str]:
-    """Run by beat every few seconds: enqueue each connection's refresh and full sync when due."""
+    """Run by beat every second (SYNC_DISPATCH_INTERVAL): enqueue each connection's refresh and full
+    sync as soon as it is due."""
     enqueued = []
     for connection in schedule.connections_to_sync():
         for kind in schedule.claim_due_work(connection):

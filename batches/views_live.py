@@ -219,8 +219,9 @@ def list_live(request: PollRequest) -> HttpResponse:
     return _paced(response, reading, shown.watched, running)
 
 
-# The refresh's own time, from its due moment to its rows committed: a page polls this long after it.
-REFRESH_SETTLE_SECONDS = 1.0
+# From a refresh's due moment to its rows committed (beat's dispatcher starts it within a second, then
+# the run itself): a page polls this long after it.
+REFRESH_SETTLE_SECONDS = 1.5
 # Pages watching one connection would otherwise all poll in the same instant after each refresh: each
 # waits a random part of this many seconds more, which spreads the load for little freshness.
 POLL_SPREAD_SECONDS = 2.0

@@ -1,6 +1,6 @@
-"""How fast a connection is refreshed (batches/pacing.py): the watcher register, the API budget, the
-refresh chain's links, and what beat's dispatcher still claims (batches/schedule.py). All on the
-private Redis the suite starts."""
+"""How fast a connection is refreshed (batches/pacing.py): the watcher register, the API budget, and
+what beat's dispatcher claims, every second (batches/schedule.py). All on the private Redis the suite
+starts."""
 
 from __future__ import annotations
 
@@ -75,28 +75,82 @@ def test_the_next_refresh_waits_for_a_backoff_or_the_budget(connection):
     assert 29 < pacing.next_refresh_delay(connection) <= 30
 
 
-def test_only_the_newest_link_of_a_refresh_chain_is_current(connection):
-    first = pacing.new_chain(connection.pk, 5)
-    assert pacing.is_current_link(connection.pk, first)
-    second = pacing.new_chain(connection.pk, 5)
-    assert not pacing.is_current_link(connection.pk, first)
-    assert pacing.is_current_link(connection.pk, second)
+def test_beat_claims_a_refresh_as_soon_as_it_is_due_and_only_once(connection):
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        next_full_sync_at=now + timedelta(hours=1), next_refresh_at=now + timedelta(seconds=5)
+    )
+    connection.refresh_from_db()
+    live.watch_and_read([str(connection.pk)])
+    assert schedule.claim_due_work(connection, now + timedelta(seconds=4.9)) == []
+    due = now + timedelta(seconds=5)
+    assert schedule.claim_due_work(connection, due) == ["refresh"]  # no lateness allowed for
+    assert schedule.claim_due_work(connection, due) == []  # a second tick (or dispatcher) with the same view
+    connection.refresh_from_db()
+    assert connection.next_refresh_at == due + timedelta(seconds=5)
 
 
-def test_beat_claims_a_refresh_only_when_its_chain_is_lost_or_a_page_starts_watching(connection, settings):
+def test_a_refresh_that_never_ended_is_claimed_again_one_interval_later(connection):
+    """Its worker died, or its message went with the broker: the claim itself set the next due time."""
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        next_full_sync_at=now + timedelta(hours=1), next_refresh_at=now
+    )
+    connection.refresh_from_db()
+    live.watch_and_read([str(connection.pk)])
+    assert schedule.claim_due_work(connection, now) == ["refresh"]
+    connection.refresh_from_db()
+    assert schedule.claim_due_work(connection, now + timedelta(seconds=4)) == []
+    assert schedule.claim_due_work(connection, now + timedelta(seconds=5)) == ["refresh"]
+
+
+def test_beat_pulls_in_an_idle_refresh_when_a_page_starts_watching(connection):
     now = timezone.now()
     Connection.objects.filter(pk=connection.pk).update(
         next_full_sync_at=now + timedelta(hours=1), next_refresh_at=now + timedelta(seconds=50)
     )
     connection.refresh_from_db()
-    assert schedule.claim_due_work(connection, now) == []  # the chain's next run is on its way
+    assert schedule.claim_due_work(connection, now) == []  # idle: its next refresh in 50 s stands
     live.watch_and_read([str(connection.pk)])
-    assert schedule.claim_due_work(connection, now) == ["refresh"]  # a page opened: pulled in
+    assert schedule.claim_due_work(connection, now) == ["refresh"]
     connection.refresh_from_db()
     assert connection.next_refresh_at == now + timedelta(seconds=5)
-    late = now + timedelta(seconds=5 + settings.SYNC_CHAIN_GRACE + 1)
-    assert schedule.claim_due_work(connection, late) == ["refresh"]  # the chain was lost
-    assert schedule.claim_due_work(connection, late) == []  # claimed once
+    assert schedule.claim_due_work(connection, now) == []
+
+
+def test_a_refresh_records_when_the_next_is_due_instead_of_scheduling_it(connection, monkeypatch):
+    """No countdown message is published (a worker holding one crashes when Redis drops): the next
+    run's due time goes to the database for beat, and to Redis for the pages."""
+    from batches import tasks
+
+    def no_message(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a refresh published a message")
+
+    for task in (tasks.refresh_active_batches, tasks.full_sync_batches):
+        monkeypatch.setattr(task, "apply_async", no_message)
+        monkeypatch.setattr(task, "delay", no_message)
+    live.watch_and_read([str(connection.pk)])
+    before = time.time()
+    tasks.refresh_active_batches(connection.pk)
+    connection.refresh_from_db()
+    assert connection.next_refresh_at is not None
+    due = connection.next_refresh_at.timestamp()
+    assert before + 5 <= due <= time.time() + 5
+    assert live.watch_and_read([str(connection.pk)]).next_refresh_of([str(connection.pk)]) == pytest.approx(
+        due, abs=0.01
+    )
+
+
+def test_beat_dispatches_from_one_query_when_nothing_is_due(connection, django_assert_num_queries):
+    from batches import tasks
+
+    now = timezone.now()
+    make_connection(name="other")
+    Connection.objects.update(
+        next_full_sync_at=now + timedelta(hours=1), next_refresh_at=now + timedelta(seconds=30)
+    )
+    with django_assert_num_queries(1):
+        assert tasks.dispatch_due_syncs() == []
 
 
 def test_beat_does_not_pull_in_a_refresh_that_waits_for_its_budget(connection, settings):
