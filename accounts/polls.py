@@ -29,7 +29,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
-from accounts.roles import can_operate
+from accounts.roles import can_admin, can_operate
 
 CACHE_PREFIX = "poller:"
 
@@ -37,6 +37,7 @@ CACHE_PREFIX = "poller:"
 @dataclass(frozen=True, slots=True)
 class Poller:
     can_operate: bool
+    can_admin: bool
     checked_at: float  # time.time() of the full check
 
 
@@ -60,16 +61,16 @@ def poller(request: HttpRequest) -> Poller | None:
     if window > 0:
         known = cache.get(key)
         # The cache's own expiry is only housekeeping: the age is checked here, to the window.
-        if isinstance(known, tuple) and len(known) == 2 and 0 <= now - known[1] < window:
-            return Poller(can_operate=bool(known[0]), checked_at=float(known[1]))
+        if isinstance(known, tuple) and len(known) == 3 and 0 <= now - known[2] < window:
+            return Poller(can_operate=bool(known[0]), can_admin=bool(known[1]), checked_at=float(known[2]))
     user = request.user  # the full check: active, password unchanged, role
     if not user.is_authenticated:
         if window > 0:
             cache.delete(key)
         return None
-    checked = Poller(can_operate=can_operate(user), checked_at=now)
+    checked = Poller(can_operate=can_operate(user), can_admin=can_admin(user), checked_at=now)
     if window > 0:
-        cache.set(key, (checked.can_operate, now), timeout=max(1, math.ceil(window)))
+        cache.set(key, (checked.can_operate, checked.can_admin, now), timeout=max(1, math.ceil(window)))
     return checked
 
 

@@ -41,7 +41,8 @@ class Connection(models.Model):
     organization = models.CharField(max_length=100, blank=True)
     project = models.CharField(max_length=100, blank=True)
     enabled = models.BooleanField(default=True)
-    refresh_interval = models.PositiveIntegerField(default=15, help_text="Seconds.")
+    # While a page shows the connection; with nobody watching, SYNC_IDLE_REFRESH_SECONDS (batches.pacing).
+    refresh_interval = models.PositiveIntegerField(default=5, help_text="Seconds, while someone watches.")
     full_sync_interval = models.PositiveIntegerField(default=300, help_text="Seconds.")
 
     # Sync bookkeeping, written by the sync services.
@@ -60,6 +61,20 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def is_stalled(
+    status: str,
+    last_progress_at: datetime | None,
+    in_progress_at: datetime | None,
+    now: datetime,
+    after: timedelta,
+) -> bool:
+    """A batch in progress, yet no request finished for `after` (also for rows read as plain values)."""
+    if status != "in_progress":
+        return False
+    since = last_progress_at or in_progress_at
+    return since is not None and now - since > after
 
 
 class Batch(models.Model):
@@ -172,10 +187,7 @@ class Batch(models.Model):
 
     def is_stalled(self, now: datetime, after: timedelta) -> bool:
         """In progress, yet no request finished for `after`."""
-        if self.status != "in_progress":
-            return False
-        since = self.last_progress_at or self.in_progress_at
-        return since is not None and now - since > after
+        return is_stalled(self.status, self.last_progress_at, self.in_progress_at, now, after)
 
     @property
     def eta_after_expiry(self) -> bool:

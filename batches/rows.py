@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
-from batches import selectors
+from batches import live_selectors, selectors
 from batches.eta import rate_text, stored_range
 from batches.models import Batch, Progress
 from batches.statuses import status_class, status_label
@@ -116,7 +116,8 @@ class Row(TypedDict):
     eta_after_expiry: bool
     expires_title: str
     synced: Moment | None
-    poll_url: str
+    poll_url: str  # the row's own poll (GET /batches/<pk>/row/), kept as the page poll's baseline
+    live_version: str  # what the page poll compares (batches.live_selectors); "" once finished
     detail_url: str
     cancel: CancelButton | None  # None unless the batch can be cancelled and the user may
     cost: str  # "$1.23", "$0.40+" (so far), "no price" or "" (no usage yet)
@@ -261,6 +262,13 @@ def row(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: b
             else None
         ),
         "poll_url": _poll_url(batch, now, stalled_after, can_operate) if batch.is_active else "",
+        "live_version": (
+            live_selectors.row_live_version(
+                batch, now=now, stalled_after=stalled_after, can_operate=can_operate
+            )
+            if batch.is_active
+            else ""
+        ),
         "detail_url": batch_url("batches:detail", batch.pk),
         "cancel": cancel_button(batch, "row") if batch.can_cancel and can_operate else None,
         "cost": cost,

@@ -1,7 +1,8 @@
 """When each connection's sync runs: what is due, and how long a failing connection waits.
 
 The beat dispatcher (batches.tasks.dispatch_due_syncs) asks what is due; the tasks ask whether the API
-may be called and record each run's success or failure here.
+may be called and record each run's success or failure here. How fast a refresh follows the previous
+one is batches.pacing's.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from batches import live, pacing
 from batches.api.errors import RateLimitError
-from batches.connections import environment_connection, is_configured
+from batches.connections import ENVIRONMENT_CONNECTION_NAME, environment_connection, is_configured
 from batches.models import Connection
 
 # How long a 429 without retry-after, or a failing API, keeps a connection waiting.
@@ -52,31 +54,65 @@ def may_call_api(connection: Connection, now: datetime | None = None) -> bool:
 
 def claim_due_work(connection: Connection, now: datetime | None = None) -> list[str]:
     """Which of 'refresh' and 'full_sync' are due; each is claimed with compare-and-set so that two
-    beat ticks (or two dispatchers) never enqueue the same run twice."""
+    beat ticks (or two dispatchers) never enqueue the same run twice.
+
+    A refresh is due at `next_refresh_at`, which each refresh sets as it ends (its interval, the API
+    budget, a backoff: batches.pacing), or earlier when a page starts watching a connection whose next
+    run is further off than its watched interval. Claiming moves `next_refresh_at` one interval on, so
+    a refresh whose worker died or whose message was lost is claimed again then."""
     now = now or timezone.now()
     if not may_call_api(connection, now):
         return []
     due: list[str] = []
-    for kind, field_name, interval in (
-        ("full_sync", "next_full_sync_at", connection.full_sync_interval),
-        ("refresh", "next_refresh_at", connection.refresh_interval),
-    ):
-        current = getattr(connection, field_name)
-        if current is not None and current > now:
-            continue
+    current = connection.next_full_sync_at
+    if current is None or current <= now:
         # Fixed rate: the next run is due one interval after this one was due, not after the beat tick
         # that noticed it, so the dispatcher's tick does not stretch every interval. After a long
         # pause (a backoff, a stopped beat) the schedule restarts from now rather than catching up.
-        step = timedelta(seconds=interval)
+        step = timedelta(seconds=connection.full_sync_interval)
         following = current + step if current is not None and current + step > now else now + step
-        claimed = Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(
-            **{field_name: following}
-        )
-        if claimed:
-            due.append(kind)
+        if _claim(connection, "next_full_sync_at", current, following):
+            due.append("full_sync")
+    if _refresh_is_due(connection, now) and _claim(
+        connection,
+        "next_refresh_at",
+        connection.next_refresh_at,
+        now + timedelta(seconds=pacing.refresh_interval(connection)),
+    ):
+        due.append("refresh")
     return due
 
 
+def _refresh_is_due(connection: Connection, now: datetime) -> bool:
+    """Beat asks this of every connection every second, so Redis is asked only when the answer may
+    depend on it: whether a page watches a connection whose next refresh is further off than its
+    watched interval, and then whether its API budget allows one sooner."""
+    current = connection.next_refresh_at
+    if current is None or current <= now:
+        return True
+    watched_interval = timedelta(seconds=connection.refresh_interval)
+    if current <= now + watched_interval + timedelta(seconds=1) or not live.is_watched(connection.pk):
+        return False
+    # Pulled in only as far as the API budget allows: a refresh waiting for its budget keeps waiting.
+    allowed = max(watched_interval, timedelta(seconds=pacing.budget_wait(connection.pk)))
+    return current > now + allowed + timedelta(seconds=1)
+
+
+def _claim(connection: Connection, field_name: str, current: datetime | None, following: datetime) -> bool:
+    return bool(
+        Connection.objects.filter(pk=connection.pk, **{field_name: current}).update(**{field_name: following})
+    )
+
+
+def record_next_refresh(connection_pk: int, at: datetime) -> None:
+    """A refresh has run and the next one is due at `at`: beat's dispatcher claims it then."""
+    Connection.objects.filter(pk=connection_pk).update(next_refresh_at=at)
+
+
 def connections_to_sync() -> Iterable[Connection]:
-    environment_connection()
-    return [c for c in Connection.objects.filter(enabled=True) if is_configured(c)]
+    """The connections to dispatch for, in one query (beat asks every second); the environment's
+    connection is recreated only when it is missing."""
+    every = list(Connection.objects.all())
+    if not any(c.name == ENVIRONMENT_CONNECTION_NAME for c in every):
+        every.append(environment_connection())
+    return [c for c in every if c.enabled and is_configured(c)]

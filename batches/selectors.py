@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -305,6 +305,21 @@ def row_batch(pk: int) -> Batch | None:
     return _ROW.first(pk)
 
 
+PK_RANGE = _PK_RANGE  # what a batch's pk can be: a number outside it is no batch, without a query
+
+
+def rows_by_pk(pks: Iterable[int], limit: int) -> list[Batch]:
+    """The batches behind some rows of the list, loaded as the list loads them; at most `limit`."""
+    wanted = [pk for pk in pks if pk in _PK_RANGE][:limit]
+    return list(_row_queryset().filter(pk__in=wanted)) if wanted else []
+
+
+def first_row_pk(filters: BatchFilters) -> int | None:
+    """The pk of the first row of the list's first page under these filters."""
+    sort = SORTS[filters.sort]
+    return filters.apply(Batch.objects.all()).order_by(*_order_by(sort)).values_list("pk", flat=True).first()
+
+
 def row_version(batch: Batch, *, now: datetime, stalled_after: timedelta, can_operate: bool) -> str:
     """Changes whenever the row as rendered for this user would, but for the relative times, which
     tick in the browser (static/js/app.js). The row poll sends it back, and an unchanged row costs a
@@ -337,12 +352,13 @@ def _cached(key: str, make: Callable[[], T], seconds: int) -> T:
 STATUS_COUNTS_SECONDS = 5
 
 
-def _per_status(filters: BatchFilters) -> dict[str, tuple[int, int, int]]:
+def _per_status(filters: BatchFilters, changes: str | None = None) -> dict[str, tuple[int, int, int]]:
     """Per status, under every filter but the status one: batches, their cost (micro-dollars) and how
     many have usage but no price. One scan serves the status cards and the list's cost total.
 
-    Counting is a scan of every matching row, paid by every page and every summary poll of every
-    open tab; the sync changes them every few seconds at most, so a few seconds' cache is enough."""
+    Counting is a scan of every matching row, paid by every page and every poll of every open tab;
+    the sync changes them every few seconds at most, so a few seconds' cache is enough. `changes` is
+    the page poll's change token (batches.live): part of the key, so that a change is counted at once."""
 
     def read() -> dict[str, tuple[int, int, int]]:
         queryset = filters.apply(Batch.objects.all(), with_status=False)
@@ -358,24 +374,26 @@ def _per_status(filters: BatchFilters) -> dict[str, tuple[int, int, int]]:
 
     key = (
         "batches:per-status:"
-        + hashlib.sha256(repr(replace(filters, statuses=(), sort="")).encode()).hexdigest()
+        + hashlib.sha256(repr((replace(filters, statuses=(), sort=""), changes)).encode()).hexdigest()
     )
     return _cached(key, read, STATUS_COUNTS_SECONDS)
 
 
-def status_counts(filters: BatchFilters) -> dict[str, int]:
+def status_counts(filters: BatchFilters, changes: str | None = None) -> dict[str, int]:
     """Counts per status under every filter but the status one, so the cards can act as filters."""
     counts = dict.fromkeys(KNOWN_STATUSES, 0)
-    for status, (n, _, _) in _per_status(filters).items():
+    for status, (n, _, _) in _per_status(filters, changes).items():
         counts[status] = n
     return counts
 
 
-def cost_total(filters: BatchFilters) -> tuple[int, int]:
+def cost_total(filters: BatchFilters, changes: str | None = None) -> tuple[int, int]:
     """The cost of every batch under the list's filters (micro-dollars) and how many of them have usage
     but no price, so the total can say it leaves them out."""
     chosen = [
-        v for status, v in _per_status(filters).items() if not filters.statuses or status in filters.statuses
+        v
+        for status, v in _per_status(filters, changes).items()
+        if not filters.statuses or status in filters.statuses
     ]
     return sum(v[1] for v in chosen), sum(v[2] for v in chosen)
 

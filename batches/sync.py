@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import writer
+from batches import live, writer
 from batches.api.client import BatchAPIClient
 from batches.api.errors import APIError
 from batches.api.objects import ApiBatch, ApiBatchPage
@@ -176,9 +176,13 @@ def full_sync(
         if own_client:
             client.close()
     if complete and reached_end:
-        Batch.objects.filter(connection=connection, listed=True).exclude(batch_id__in=total.seen_ids).update(
-            listed=False
+        unlisted = (
+            Batch.objects.filter(connection=connection, listed=True)
+            .exclude(batch_id__in=total.seen_ids)
+            .update(listed=False)
         )
+        if unlisted:
+            live.bump(connection.pk)
         Connection.objects.filter(pk=connection.pk).update(last_complete_walk_at=now)
     return total
 

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
-from functools import lru_cache
+from datetime import timedelta
 from typing import Protocol
 
 import redis
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from batches import schedule, services_bulk, sync
+from batches import live, pacing, schedule, services_bulk, sync
 from batches.api.errors import APIError
 from batches.connections import ConnectionNotConfigured
 from batches.models import Connection
+from dashboard.shared_redis import client
 
 logger = logging.getLogger(__name__)
 
-
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+LOCK_HELD = "skipped: another run holds the lock"
 
 
 class _SyncWork(Protocol):
@@ -33,7 +33,7 @@ class _SyncWork(Protocol):
     ) -> sync.SyncResult: ...
 
 
-def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
+def _run_locked(kind: str, connection_id: int, work: _SyncWork, *, budgeted: bool = False) -> str:
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
         return "skipped: no such enabled connection"
@@ -41,10 +41,13 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
         return "skipped: waiting for the API (rate limited or failing)"
     # The lock lives SYNC_LOCK_TIMEOUT seconds and is renewed after every page, so a killed worker's
     # lock soon expires by itself while a long, healthy run keeps it.
-    lock = _redis().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
+    lock = client().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
     if not lock.acquire(blocking=False):
-        return "skipped: another run holds the lock"
+        return LOCK_HELD
+    result = None
     try:
+        if budgeted and pacing.take_call(connection_id) > 0:
+            return "skipped: the connection's API budget for this minute is spent"
         result = work(connection, on_page=lock.reacquire)
     except (APIError, ConnectionNotConfigured) as error:
         next_attempt = schedule.record_failure(connection, error)
@@ -57,6 +60,9 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
         logger.exception("%s of connection %s failed", kind, connection.name)
         return f"failed: next attempt at {next_attempt.isoformat()}"
     finally:
+        if budgeted and result is not None:
+            # One call was taken before the run; a run that walked more pages spent more.
+            pacing.spend_calls(connection_id, result.api_calls - 1)
         # The lock may have expired while we worked: then there is nothing to release.
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
@@ -69,7 +75,18 @@ def _run_locked(kind: str, connection_id: int, work: _SyncWork) -> str:
 
 @shared_task(acks_late=True, ignore_result=True)
 def refresh_active_batches(connection_id: int) -> str:
-    return _run_locked("refresh", connection_id, sync.refresh_active)
+    """Refresh, then record when the next refresh is due (batches.pacing) for beat's dispatcher, which
+    looks every second. No countdown message: a worker holding one unacknowledged for its whole delay
+    crashes on kombu's Redis transport when Redis drops, and a dropped one would be lost anyway."""
+    outcome = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
+    if outcome == LOCK_HELD:
+        return outcome  # the run holding the lock records the next one when it ends
+    connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
+    if connection is not None:
+        delay = pacing.next_refresh_delay(connection, budget_wait=pacing.budget_wait(connection_id))
+        schedule.record_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay))
+        live.record_next_refresh(connection_id, time.time() + delay)
+    return outcome
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -79,7 +96,8 @@ def full_sync_batches(connection_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> list[str]:
-    """Run by beat every few seconds: enqueue each connection's refresh and full sync when due."""
+    """Run by beat every second (SYNC_DISPATCH_INTERVAL): enqueue each connection's refresh and full
+    sync as soon as it is due."""
     enqueued = []
     for connection in schedule.connections_to_sync():
         for kind in schedule.claim_due_work(connection):

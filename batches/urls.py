@@ -1,14 +1,16 @@
 from django.urls import path
 
-from batches import views, views_bulk, views_connections, views_results
+from batches import views, views_bulk, views_connections, views_live, views_results
 
 app_name = "batches"
 
 urlpatterns = [
     # First: the row poll is the most frequent request (see dashboard/urls.py).
     path("batches/<int:pk>/row/", views.batch_row, name="row"),
+    path("live/", views_live.list_live, name="live"),
     path("", views.batch_list, name="list"),
     path("batches/<int:pk>/", views.batch_detail, name="detail"),
+    path("batches/<int:pk>/live/", views_live.detail_live, name="detail_live"),
     path("batches/<int:pk>/cancel/", views.batch_cancel, name="cancel"),
     path("batches/bulk-cancel/", views_bulk.bulk_cancel, name="bulk_cancel"),
     path("batches/bulk-cancel/<int:pk>/", views_bulk.bulk_cancel_progress, name="bulk_cancel_progress"),

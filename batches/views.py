@@ -14,8 +14,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.polls import PollRequest, poll_login_required
-from accounts.roles import OPERATOR, can_operate, role_required
-from batches import rows, selectors, selectors_bulk, services
+from accounts.roles import OPERATOR, can_admin, can_operate, role_required
+from batches import live_selectors, rows, selectors, selectors_bulk, services, views_live
 from batches.models import Batch
 from dashboard.htmx import HtmxHttpRequest
 from spend import money
@@ -55,21 +55,31 @@ def batch_list(request: HtmxHttpRequest) -> HttpResponse:
         "query_without_status": _query_without(request, "cursor", "status"),
         "query_without_sort": _query_without(request, "cursor", "sort"),
     }
+    connections = selectors.all_connections()
     if target != "summary":
         page = selectors.batch_page(filters, request.GET.get("cursor"))
         context.update(page=page, rows=[_row(request, batch, context) for batch in page.rows])
         micros, unpriced = selectors.cost_total(filters)
         context.update(cost_total=money.dollars(micros), cost_unpriced=unpriced)
+        # The page's one live request (batches.views_live), inside the table so that new filters bring
+        # a poll for them. It marks as watched the connections the page shows (batches.pacing).
+        watched = [str(c.pk) for c in connections if c.name == filters.connection]
+        context.update(views_live.list_poll_context(request.GET, page, context["rows"], ",".join(watched)))
     if target != "batch-table":
-        connections = selectors.all_connections()
-        context.update(counts=selectors.status_counts(filters), health=selectors.sync_health(connections))
+        counts = selectors.status_counts(filters)
+        health = selectors.sync_health(connections)
+        context.update(
+            counts=counts,
+            health=health,
+            summary_version=live_selectors.summary_version(counts, health, can_admin(request.user)),
+        )
     if target != "summary" and can_operate(request.user):
         # Bulk cancel's "all N matching these filters", from the status counts (cached a few seconds).
         counts = context.get("counts") or selectors.status_counts(filters)
         context["bulk_matching"] = selectors_bulk.cancellable_matching(counts, filters)
         context["bulk_page"] = [row["pk"] for row in context["rows"] if row["cancel"]]
     if target not in ("summary", "batch-table"):
-        # The filter form is only on the full page; the summary poll needs none of it.
+        # The filter form is only on the full page; the summary's fragment needs none of it.
         context.update(
             choices=selectors.filter_choices(connections),
             sort_labels=selectors.SORT_LABELS,
@@ -107,7 +117,8 @@ def batch_row(request: PollRequest, pk: int) -> HttpResponse:
         batch, now=context["now"], stalled_after=context["stalled_after"], can_operate=may_cancel
     )
     # Only what the row uses, without the context processors: they would load the user in full.
-    context.update(request=request, csrf_token=get_token(request))
+    # row_poll: the row keeps polling itself (the page poll's baseline, benchmarks/bench_poll_load.py).
+    context.update(request=request, csrf_token=get_token(request), row_poll=True)
     return HttpResponse(get_template("batches/list.html#row").render(context))
 
 
@@ -115,12 +126,19 @@ def batch_row(request: PollRequest, pk: int) -> HttpResponse:
 def batch_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
     context = {**_row_context(request), "batch": batch}
+    live_version, history_version = live_selectors.detail_versions(
+        batch,
+        now=context["now"],
+        stalled_after=context["stalled_after"],
+        can_operate=can_operate(request.user),
+    )
+    context.update(live_version=live_version, history_version=history_version)
     if request.htmx and request.htmx.target == "batch-history":
-        # The history card's own poll: charts and the ETA range, every 15 s while the batch runs.
         context["history"] = selectors.batch_history(batch, context["now"])
         return render(request, "batches/detail.html#history", context)
     if request.htmx:
         return render(request, "batches/detail.html#live", context)
+    context.update(views_live.detail_poll_context(batch))
     context.update(
         history=selectors.batch_history(batch, context["now"]),
         changes=list(batch.status_changes.all()),

@@ -22,6 +22,7 @@ from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.options import Options
 
+from batches import live
 from batches.api.objects import BATCH_TIMESTAMP_FIELDS, ApiBatch
 from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
@@ -460,6 +461,10 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
         written.unchanged += len(unchanged_pks)
     _insert_ignoring_conflicts(db, STATUS_CHANGE, changes, adapt)
     _insert_ignoring_conflicts(db, SNAPSHOT, snapshots, adapt)
+    if written.created or written.updated:
+        # Open pages learn of it from this counter (batches.live); a refresh that only moved
+        # last_synced_at changes nothing a page shows but the relative "synced" time.
+        live.bump(connection_pk)
     return written
 
 

@@ -271,26 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             DJANGO_SETTINGS_MODULE="ceiling_settings",
             PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
         )
-        gunicorn = children.start(
-            "gunicorn",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dashboard.wsgi:application",
-                # The rest (gthread, reuse_port) from the deployment's own configuration.
-                "--config=deploy/gunicorn.conf.py",
-                f"--bind=127.0.0.1:{port}",
-                f"--workers={args.workers}",
-                f"--threads={args.threads}",
-                "--backlog=2048",
-                "--log-level=warning",
-                "--timeout=60",
-            ],
-            log=workdir / "gunicorn.log",
-            cwd=REPO,
-            env=env,
-        )
+        gunicorn = httpload.start_gunicorn(children, workdir, env, port, args.workers, args.threads)
         wait_for_port(port, process=gunicorn)
         cookie = httpload.sign_in(base, USERNAME, PASSWORD)
         version, sizes = verify(base, cookie, pk)

@@ -9,7 +9,9 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -95,11 +97,16 @@ def run_wrk(
     seconds: int,
     connections: int,
     timeout: int,
+    pause_ms: float = 0.0,
 ) -> dict:
+    """wrk's figures; with `pause_ms`, each connection waits about that long (0.5 to 1.5 times, at
+    random, so that connections do not move in step) after an answer before its next request, as a
+    browser's poll timer does, which holds the request rate near connections / pause."""
     script = workdir / "bench.lua"
-    script.write_text(
-        WRK_SCRIPT.replace("{PATHS}", "{" + ", ".join(json.dumps(path) for path in paths) + "}")
-    )
+    text = WRK_SCRIPT.replace("{PATHS}", "{" + ", ".join(json.dumps(path) for path in paths) + "}")
+    if pause_ms > 0:
+        text += f"\nfunction delay()\n  return math.floor({pause_ms:.3f} * (0.5 + math.random()))\nend\n"
+    script.write_text(text)
     url = base + paths[0]
     command = [
         wrk,
@@ -136,6 +143,33 @@ def run_wrk(
             result["wrk_output"] = done.stdout
             return result
     raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def start_gunicorn(
+    children: Any, workdir: Path, env: dict[str, str], port: int, workers: int, threads: int
+) -> subprocess.Popen:
+    """gunicorn serving the dashboard as in production (deploy/gunicorn.conf.py: gthread, reuse_port),
+    on 127.0.0.1:`port`; its log in workdir/gunicorn.log. `children` is a benchlib.Children."""
+    return children.start(
+        "gunicorn",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "dashboard.wsgi:application",
+            # The rest (gthread, reuse_port) from the deployment's own configuration.
+            "--config=deploy/gunicorn.conf.py",
+            f"--bind=127.0.0.1:{port}",
+            f"--workers={workers}",
+            f"--threads={threads}",
+            "--backlog=2048",
+            "--log-level=warning",
+            "--timeout=60",
+        ],
+        log=workdir / "gunicorn.log",
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+    )
 
 
 def process_cpu_seconds(pids: list[int]) -> float:

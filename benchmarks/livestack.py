@@ -90,6 +90,12 @@ class Simulator:
     def batches(self) -> dict[str, dict]:
         return {batch["id"]: batch for batch in self.state()["batches"]}
 
+    def plan(self, batch_id: str) -> dict[str, Any]:
+        """The batch's simulated life (simulated seconds): `final_at`, when it reaches its outcome."""
+        response = self.control.get(f"/_sim/plan/{batch_id}")
+        response.raise_for_status()
+        return response.json()
+
     def advance(self, seconds: float) -> None:
         self.control.post("/_sim/advance", json={"seconds": seconds}).raise_for_status()
 

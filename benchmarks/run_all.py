@@ -35,7 +35,19 @@ REPO = HERE.parent
 DEFAULT_JSON_DIR = REPO / "var" / "benchmarks"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 # The order of docs/benchmarks.md (issue 9's); benchmarks not named here follow in name order.
-DOC_ORDER = ("poll_load", "list", "spend", "sync", "freshness", "results", "upload", "bulk_cancel", "year")
+DOC_ORDER = (
+    "poll_load",
+    "open_tabs",
+    "list",
+    "spend",
+    "sync",
+    "freshness",
+    "api_budget",
+    "results",
+    "upload",
+    "bulk_cancel",
+    "year",
+)
 
 
 def discover() -> list[Path]:

@@ -310,13 +310,24 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "batch-dashboard@localhost")
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 register_secret(METRICS_TOKEN)
 
-# Beat only ticks the dispatcher; each connection's own intervals decide what runs.
-SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 2.0, minimum=1.0)
+# Beat only ticks the dispatcher; each connection's own intervals decide what runs. Every second, so
+# that a refresh starts within a second of being due (batches/schedule.py).
+SYNC_DISPATCH_INTERVAL = env_float("SYNC_DISPATCH_INTERVAL", 1.0, minimum=1.0)
 # After a failed sync (other than a 429, which says how long to wait) the connection waits this many
 # seconds, doubling with each further failure up to 5 minutes.
 SYNC_FAILURE_BACKOFF = env_float("SYNC_FAILURE_BACKOFF", 5.0, minimum=0.0)
 # How long a sync run's Redis lock lives without renewal (it is renewed after every page).
 SYNC_LOCK_TIMEOUT = env_int("SYNC_LOCK_TIMEOUT", 60, minimum=1)
+# Live updates (batches/live.py, batches/pacing.py): a connection shown by a page that polled within
+# LIVE_WATCH_SECONDS is refreshed at its own refresh interval, otherwise every SYNC_IDLE_REFRESH_SECONDS;
+# never more than SYNC_API_CALLS_PER_MINUTE API calls in any minute. Each refresh records when the next
+# is due and beat's dispatcher starts it then. A page poll answers from its
+# change counter for at most LIVE_RECHECK_SECONDS before comparing its rows again (what only the clock
+# changes: a batch becoming stalled).
+LIVE_WATCH_SECONDS = env_int("LIVE_WATCH_SECONDS", 30, minimum=1)
+LIVE_RECHECK_SECONDS = env_int("LIVE_RECHECK_SECONDS", 30, minimum=1)
+SYNC_IDLE_REFRESH_SECONDS = env_int("SYNC_IDLE_REFRESH_SECONDS", 60, minimum=1)
+SYNC_API_CALLS_PER_MINUTE = env_int("SYNC_API_CALLS_PER_MINUTE", 20, minimum=1)
 # With acks_late, a message whose worker died is handed out again after this many seconds. Workers look
 # for such messages every few seconds (kombu's default look is only every ~100 s).
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)

@@ -7,6 +7,7 @@ with status 0.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 from simulator.faults import FaultConfig
 from simulator.server import make_server
 from simulator.state import SimWorld
+from simulator.webhooks import WebhookSender
 
 DESCRIPTION = "Serve a simulated OpenAI Batch and Files API (with optional fault injection)."
 
@@ -87,6 +89,18 @@ def add_arguments(parser: ArgumentParser) -> None:
         default=None,
         help="load from and save to this JSON file; an existing file's seed and batches win",
     )
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="POST OpenAI-style signed webhooks (batch.completed, .failed, .expired, .cancelled) here",
+    )
+    parser.add_argument(
+        "--webhook-secret-env",
+        default="OPENAI_WEBHOOK_SECRET",
+        metavar="NAME",
+        help='the environment variable holding the signing secret ("whsec_..."; not a flag, which '
+        "any user could read in the process list)",
+    )
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class Options:
     cancel_seconds: tuple[int, int] = (60, 600)
     wall_clock_timestamps: bool = False
     state_file: Path | None = None
+    webhook_url: str | None = None
+    webhook_secret_env: str = "OPENAI_WEBHOOK_SECRET"
     verbose: bool = False  # log every request to stderr
 
     @classmethod
@@ -158,6 +174,16 @@ def serve(options: Options, *, name: str = "simulator") -> None:
     except OSError as exc:
         raise UsageError(f"cannot listen on {options.host}:{options.port}: {exc}") from None
     server.verbose = options.verbose
+    webhooks = None
+    if options.webhook_url:
+        try:
+            webhooks = WebhookSender(
+                world, options.webhook_url, os.environ.get(options.webhook_secret_env, "")
+            )
+        except ValueError as exc:
+            server.server_close()
+            raise UsageError(f"{options.webhook_secret_env}: {exc}") from None
+        webhooks.start()
 
     stopping = threading.Event()
 
@@ -171,6 +197,8 @@ def serve(options: Options, *, name: str = "simulator") -> None:
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     shown = ", timestamps on the wall clock" if world.wall_clock_timestamps else ""
+    if webhooks is not None:
+        shown += f", webhooks to {options.webhook_url}"
     sys.stderr.write(
         f"{name}: {len(world.batch_ids())} batches (seed {world.seed}, speed "
         f"{options.speed:g}x{shown}) ready in {time.monotonic() - started:.2f} s; "
@@ -180,6 +208,8 @@ def serve(options: Options, *, name: str = "simulator") -> None:
     # Event.wait with a timeout keeps the main thread responsive to signals everywhere.
     while not stopping.wait(0.5):
         pass
+    if webhooks is not None:
+        webhooks.stop()
     server.shutdown()
     server.server_close()
     world.save()

@@ -288,6 +288,18 @@ class SimWorld:
             data = [self._batch_dict(self._batches[i], t) for i in range(end - 1, start - 1, -1)]
             return _list_page(data, start > 0)
 
+    def finished_between(self, after: int, until: int) -> list[tuple[str, str, int]]:
+        """(id, final status, when as the API shows it) of each batch whose life ended in the
+        simulated interval (after, until]: what the webhooks (simulator/webhooks.py) announce."""
+        with self._lock:
+            ended = []
+            for batch in self._batches:
+                final = batch.final()
+                at = final.terminal_at
+                if at is not None and after < at <= until:
+                    ended.append((batch.id, final.status, self.present(at)))
+            return ended
+
     # --- simulator controls -------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

@@ -84,12 +84,27 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def redis_settings(settings, redis_url: str) -> str:
     """Point the code under test (locks, task publishing) at the private Redis."""
-    from batches import tasks
+    from dashboard import shared_redis
 
     settings.REDIS_URL = redis_url
-    tasks._redis.cache_clear()
+    shared_redis.client.cache_clear()
     yield redis_url
-    tasks._redis.cache_clear()
+    shared_redis.client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_live_state(settings, redis_url: str) -> Iterator[None]:
+    """The live path's Redis state (change counters, watchers, API budgets, refresh chains:
+    batches/live.py, batches/pacing.py) is on the private Redis, and each test starts without any."""
+    from dashboard import shared_redis
+
+    settings.REDIS_URL = redis_url
+    shared_redis.client.cache_clear()
+    keys = list(shared_redis.client().scan_iter("batch-dashboard:*"))
+    if keys:
+        shared_redis.client().delete(*keys)
+    yield
+    shared_redis.client.cache_clear()
 
 
 class Simulator:

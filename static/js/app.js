@@ -32,6 +32,50 @@
       event.preventDefault();
     }
   });
+  // The page poll (batches/views_live.py) sends the versions of what the page shows: its running rows
+  // (data-live, data-version) and its other parts (data-live-part names the parameter). The answer
+  // carries only what changed, or 204.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.hasAttribute("data-page-poll")) return;
+    const rows = [];
+    document.querySelectorAll("[data-live][data-version]").forEach(function (row) {
+      rows.push(row.dataset.live + "." + row.dataset.version);
+    });
+    event.detail.parameters.rows = rows.join(",");
+    document.querySelectorAll("[data-live-part]").forEach(function (part) {
+      event.detail.parameters[part.dataset.livePart] = part.dataset.version || "";
+    });
+  });
+  // The page poll's timer: the answer says when to ask next (X-Live-Poll-In, ms: just after the next
+  // refresh of what the page shows), else every data-poll-seconds. A hidden tab or a paused page skips
+  // its turn; a page without the poll element (a finished batch) stops.
+  let pollTimer = null;
+  function pollSeconds() {
+    const poll = document.getElementById("live-poll");
+    return poll ? Number(poll.dataset.pollSeconds || 5) : 5;
+  }
+  function schedulePoll(ms) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(firePoll, ms);
+  }
+  function firePoll() {
+    const poll = document.getElementById("live-poll");
+    if (!poll) return;
+    // Also the safety net should an answer never come (htmx:afterRequest reschedules sooner).
+    schedulePoll(2000 * pollSeconds());
+    if (!document.hidden && isLive()) htmx.trigger(poll, "live-poll");
+  }
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (!event.detail.elt.hasAttribute("data-page-poll")) return;
+    const next = Number(event.detail.xhr && event.detail.xhr.getResponseHeader("X-Live-Poll-In"));
+    schedulePoll(next > 0 ? next : 1000 * pollSeconds());
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && document.getElementById("live-poll")) schedulePoll(200);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    if (document.getElementById("live-poll")) schedulePoll(1000 * pollSeconds());
+  });
   document.addEventListener("DOMContentLoaded", renderToggle);
   document.addEventListener("htmx:afterSwap", renderToggle);
 })();

@@ -8,8 +8,8 @@ import time
 import pytest
 from django.utils import timezone
 
-from batches import tasks
 from batches.models import Batch, Connection
+from dashboard import shared_redis
 from dashboard.celery import app as celery_app
 from tests.conftest import free_port
 from tests.faults.conftest import fetch_dashboard_pages
@@ -33,12 +33,12 @@ def web_process_on(settings, monkeypatch):
 
     def point_at(url: str) -> None:
         settings.REDIS_URL = url
-        tasks._redis.cache_clear()
+        shared_redis.client.cache_clear()
         monkeypatch.setattr(celery_app.conf, "broker_url", url)
         monkeypatch.setattr(celery_app, "_pool", None)
 
     yield point_at
-    tasks._redis.cache_clear()
+    shared_redis.client.cache_clear()
 
 
 def test_pages_and_cancel_work_without_redis_and_syncing_resumes_when_it_returns(

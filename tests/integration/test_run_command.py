@@ -88,6 +88,10 @@ def test_it_answers_on_the_printed_url_and_ctrl_c_leaves_no_process_behind(tmp_p
         joined = b"\n".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children)
         for expected in (b"redis-server", b"celery", b"simulate_api", b"runserver"):
             assert expected in joined
+        # The simulator sends its webhooks to the dashboard's endpoint for the environment's connection
+        # (the secret travels in the environment, never on a command line).
+        assert f"--webhook-url\x00{url}webhooks/openai/default/".encode() in joined
+        assert b"whsec_" not in joined
         # Ctrl-C in a terminal signals the whole foreground process group.
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)

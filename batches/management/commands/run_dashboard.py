@@ -7,7 +7,9 @@ everything it started.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shlex
 import shutil
 import socket
@@ -24,6 +26,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
+
+from batches.connections import ENVIRONMENT_CONNECTION_NAME
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-batches"
@@ -62,6 +66,11 @@ def ensure_redis_server_installed() -> str:
     subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=apt_env)
     found = shutil.which("redis-server") or "/usr/bin/redis-server"
     return found
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret, as OpenAI gives them: "whsec_" and the base64 of random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 CREATE_USER_HINT = "Create a user with: python manage.py create_user NAME --role admin"
@@ -137,12 +146,19 @@ class Command(BaseCommand):
             self.stdout.write(f"No Redis answered on REDIS_URL: starting a private one on {redis_url}")
         child_env["REDIS_URL"] = redis_url
 
+        web_port = free_port(port)
         if not settings.OPENAI_API_KEY:
             sim_port = free_port()
+            # Webhooks first, polling as the fallback: the simulator signs an OpenAI-style webhook for
+            # every batch that finishes and posts it to the dashboard's endpoint for the environment's
+            # connection, which refreshes that batch at once. The secret is made here unless set, and
+            # reaches both through the environment (a flag would show in the process list).
+            child_env.setdefault("OPENAI_WEBHOOK_SECRET", new_webhook_secret())
+            webhook_url = f"http://127.0.0.1:{web_port}/webhooks/openai/{ENVIRONMENT_CONNECTION_NAME}/"
             processes["simulator"] = (
                 f"exec {python} {manage} simulate_api --port {sim_port} "
                 f"--batches {simulated_batches} --seed 1 --speed {simulator_speed} "
-                "--wall-clock-timestamps "
+                f"--wall-clock-timestamps --webhook-url {shlex.quote(webhook_url)} "
                 f"--state-file {shlex.quote(str(var_dir / 'simulator-state.json'))}"
             )
             child_env["OPENAI_API_KEY"] = "sk-simulator"
@@ -154,7 +170,6 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         demo_login = ensure_demo_user(self.stdout)
 
-        web_port = free_port(port)
         processes["web"] = f"exec {python} {manage} runserver 127.0.0.1:{web_port} --noreload"
         processes["worker"] = f"exec {python} -m celery -A dashboard worker --loglevel=INFO --concurrency=2"
         processes["beat"] = (

@@ -1,0 +1,400 @@
+"""The page poll: one request per open page and interval, answered with only what changed.
+
+A page (the list, a batch's page) carries one hidden poll element (templates/batches/_live_poll.html).
+Every few seconds it sends the change token it last got (batches.live), and static/js/app.js adds the
+versions of what the page shows: its running rows (`data-live` + `data-version`) and its other parts
+(`data-live-part` + `data-version`: the summary, the detail page's cards). The answer is
+
+- 204 when the token is unchanged (one Redis round trip, no query, no render), or else
+- a new poll element (a new token; a slower interval once no running row is left) and, swapped
+  out of band, the fragments whose version differs: rows, the summary, the detail page's cards, and
+  the title. New batches at the top of the list's first page are put on top of the table.
+
+Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
+kept in the shared cache; the per-request parts (the CSRF token of the no-JavaScript cancel form and
+the page to return to) are filled in afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
+from django.http import Http404, HttpResponse, QueryDict
+from django.middleware.csrf import get_token
+from django.template.loader import get_template
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.views.decorators.http import require_GET
+
+from accounts.polls import PollRequest, poll_login_required
+from batches import live, live_selectors, rows, selectors
+from batches.models import Batch
+from batches.selectors import BatchFilters
+
+# A page with running rows polls this often; one without only watches for new batches, slower.
+FAST_SECONDS = 5
+SLOW_SECONDS = 30
+ROW_CACHE_SECONDS = 300
+# How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
+# token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
+PAGE_STATE_SECONDS = 5
+# What the poll itself adds to the page's query string; the rest are the list's filters.
+POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
+MAX_WATCHED = 20
+# Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
+CSRF_SLOT = "LIVECSRFSLOTQ7X"
+NEXT_SLOT = "LIVENEXTSLOTQ7X"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the page says it shows, parsed strictly: anything malformed counts as outdated."""
+
+    token: str = ""
+    issued: float = 0.0
+    watched: tuple[str, ...] = ()
+    rows: dict[int, str] = field(default_factory=dict)
+    parts: dict[str, str] = field(default_factory=dict)
+    first: int | None = None
+    running: bool = True  # whether the page had running rows at its last answer (r=0 says not)
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> Shown:
+        rows_shown: dict[int, str] = {}
+        for item in query.get("rows", "").split(",")[: live_selectors.MAX_POLLED_ROWS]:
+            pk, _, version = item.partition(".")
+            if pk.isdigit() and version:
+                rows_shown[int(pk)] = version[:32]
+        watched = [
+            name
+            for name in query.get("w", "").split(",")[:MAX_WATCHED]
+            if name == live.EVERY_CONNECTION or name.isdigit()
+        ]
+        first = query.get("first", "")
+        issued = query.get("t", "")
+        return cls(
+            token=query.get("c", "")[:2000],
+            issued=float(issued) if issued.isdigit() else 0.0,
+            watched=tuple(watched),
+            rows=rows_shown,
+            parts={name: query.get(name, "")[:32] for name in ("s", "v", "h")},
+            first=int(first) if first.isdigit() else None,
+            running=query.get("r", "1") != "0",
+        )
+
+    def is_current(self, token: str | None) -> bool:
+        """Nothing the page shows can have changed: the same token, given recently enough that what
+        only the clock changes (a batch becoming stalled) is still right."""
+        age = time.time() - self.issued
+        return token is not None and token == self.token and 0 <= age < settings.LIVE_RECHECK_SECONDS
+
+
+def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) -> str:
+    query = query.copy()
+    query["c"] = token or ""
+    query["t"] = str(int(time.time()))
+    return get_template("batches/_live_poll.html").render(
+        {"poll_url": f"{url}?{query.urlencode()}", "poll_seconds": seconds}
+    )
+
+
+def _watching(watched: str) -> QueryDict:
+    query = QueryDict(mutable=True)
+    query["w"] = watched
+    return query
+
+
+def _page_query(request: PollRequest) -> QueryDict:
+    query = request.GET.copy()
+    for name in POLL_PARAMS:
+        query.pop(name, None)
+    return query
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What a list page with these rows and filters should show, for one change token: shared by every
+    tab polling the same page (a team watching one list) through the cache, so that one of them pays
+    the queries and the summary's render per change, and the others one cache read."""
+
+    rows: dict[int, tuple[str, bool]]  # pk: (version, still active)
+    summary_version: str
+    summary: str  # the summary card and the title, to send when a page's version differs
+    newest: int | None  # the first row of the first page, when the page asked
+
+
+def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None) -> PageState:
+    key = (
+        "live-page:"
+        + hashlib.blake2b(
+            repr(
+                (
+                    token,
+                    page_query.urlencode(),
+                    sorted(shown.rows),
+                    request.poller.can_operate,
+                    request.poller.can_admin,
+                    shown.first is not None,
+                )
+            ).encode(),
+            digest_size=16,
+        ).hexdigest()
+    )
+    state = cache.get(key) if token is not None else None
+    if isinstance(state, PageState):
+        return state
+    now = timezone.now()
+    filters = BatchFilters.from_query(page_query)
+    counts = selectors.status_counts(filters, token)
+    health = selectors.sync_health(selectors.all_connections(), now)
+    summary_version = live_selectors.summary_version(counts, health, request.poller.can_admin)
+    context = {
+        "counts": counts,
+        "health": health,
+        "filters": filters,
+        "query_without_status": _without(page_query, "status"),
+        "can_admin": request.poller.can_admin,
+        "summary_version": summary_version,
+        "oob": True,
+    }
+    title = get_template("batches/list.html#title").render({"counts": counts}).strip()
+    state = PageState(
+        rows=live_selectors.row_versions(
+            shown.rows,
+            now=now,
+            stalled_after=timedelta(minutes=settings.STALLED_AFTER_MINUTES),
+            can_operate=request.poller.can_operate,
+        ),
+        summary_version=summary_version,
+        # The title first: htmx takes the first <title> of an answer, and the summary holds one too.
+        summary=f"<title>{escape(title)} · Batch dashboard</title>"
+        + get_template("batches/list.html#summary").render(context),
+        newest=live_selectors.newest_pk(filters) if shown.first is not None else None,
+    )
+    if token is not None:
+        cache.set(key, state, PAGE_STATE_SECONDS)
+    return state
+
+
+@require_GET
+@login_not_required  # the poll's own check instead, as for the row poll (accounts.polls)
+@poll_login_required
+def list_live(request: PollRequest) -> HttpResponse:
+    shown = Shown.from_query(request.GET)
+    reading = live.watch_and_read(shown.watched)
+    token = reading.token
+    if shown.is_current(token):
+        return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
+    page_query = _page_query(request)
+    state = _page_state(request, shown, page_query, token)
+    response = HttpResponse()
+    new_rows, running = "", False
+    first = shown.first
+    if first is not None and state.newest is not None and state.newest > first:
+        # New batches (rows are numbered as they are first seen) go on top of the table; the rows the
+        # page shows stay. A first row that only left the filter (no longer running) changes nothing.
+        new_rows, newest, running = _new_rows(request, BatchFilters.from_query(page_query), first)
+        first = newest if newest is not None and newest > first else first
+    live_query = page_query.copy()
+    live_query["w"] = ",".join(shown.watched)
+    if first is not None:
+        live_query["first"] = str(first)
+    running = running or any(active for _, active in state.rows.values())
+    live_query["r"] = "1" if running else "0"
+    response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
+    changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
+    response.write("".join(_row_fragments(request, changed)))
+    response.write(new_rows)
+    if state.summary_version != shown.parts["s"]:
+        response.write(state.summary)
+    return _paced(response, reading, shown.watched, running)
+
+
+# From a refresh's due moment to its rows committed (beat's dispatcher starts it within a second, then
+# the run itself): a page polls this long after it.
+REFRESH_SETTLE_SECONDS = 1.5
+# Pages watching one connection would otherwise all poll in the same instant after each refresh: each
+# waits a random part of this many seconds more, which spreads the load for little freshness.
+POLL_SPREAD_SECONDS = 2.0
+
+
+def _paced(
+    response: HttpResponse, reading: live.Reading, watched: Sequence[str], running: bool
+) -> HttpResponse:
+    """Tell the page when to poll next (static/js/app.js): just after the next refresh of what it
+    watches, so that a change waits for one interval, not for a refresh and then a poll; never later
+    than the page's own interval. X-Live-Poll-In is in milliseconds."""
+    seconds = float(_seconds(running))
+    due = reading.next_refresh_of(watched)
+    if running and due is not None:
+        after_refresh = due + REFRESH_SETTLE_SECONDS + random.uniform(0, POLL_SPREAD_SECONDS) - time.time()
+        if after_refresh > 0.5:
+            seconds = min(seconds, after_refresh)
+        elif after_refresh > -REFRESH_SETTLE_SECONDS:
+            seconds = min(seconds, 0.5)
+    response["X-Live-Poll-In"] = str(round(seconds * 1000))
+    return response
+
+
+def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
+    """The changed rows, each rendered once per version for everyone (the shared cache), with this
+    request's own form token and return address filled in."""
+    if not changed:
+        return []
+    keys = {pk: f"live-row:{pk}:{version}" for pk, version in changed.items()}
+    cached: dict[str, str] = cache.get_many(list(keys.values()))
+    fragments = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    missing = [pk for pk in keys if pk not in fragments]
+    if missing:
+        fresh = _render_rows(request, missing)
+        # Kept under the version each row was rendered at, which may be newer than the one compared.
+        cache.set_many(
+            {f"live-row:{pk}:{version}": text for pk, (version, text) in fresh.items()}, ROW_CACHE_SECONDS
+        )
+        fragments.update({pk: text for pk, (_, text) in fresh.items()})
+    csrf = get_token(request)
+    htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
+    back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+    # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
+    return [
+        f"<template>{text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back)}</template>"
+        for text in fragments.values()
+    ]
+
+
+def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:
+    """pk: (version, the row rendered for any user of this role, with stand-ins for the per-request
+    parts)."""
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    template = get_template("batches/list.html#row")
+    rendered = {}
+    for batch in selectors.rows_by_pk(pks, live_selectors.MAX_POLLED_ROWS):
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        version = row["live_version"] or live_selectors.row_live_version(
+            batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate
+        )
+        context = {
+            "row": row,
+            "stalled_after": stalled_after,
+            "oob": True,
+            "csrf_token": CSRF_SLOT,
+            "request": {"get_full_path": NEXT_SLOT},
+        }
+        rendered[batch.pk] = (version, template.render(context))
+    return rendered
+
+
+def _new_rows(request: PollRequest, filters: BatchFilters, first: int) -> tuple[str, int | None, bool]:
+    """The rows of the first page above the one the page shows first (new batches), to put on top
+    of its table: (their HTML, the new first row, whether any of them runs)."""
+    page = selectors.batch_page(filters, None)
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    template = get_template("batches/list.html#row")
+    context = {"stalled_after": stalled_after, "request": request, "csrf_token": get_token(request)}
+    made, running = [], False
+    for batch in page.rows:
+        if batch.pk == first or batch.pk < first:
+            break
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        running = running or bool(row["live_version"])
+        made.append(template.render({**context, "row": row}))
+    newest = page.rows[0].pk if page.rows else None
+    # A <tbody> out of band: htmx puts its rows at the top of the table's own.
+    html = f'<template><tbody hx-swap-oob="afterbegin:#batch-table tbody">{"".join(made)}</tbody></template>'
+    return (html if made else ""), newest, running
+
+
+def _without(query: QueryDict, *names: str) -> str:
+    query = query.copy()
+    for name in ("cursor", *names):
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def list_poll_context(
+    page_query: QueryDict, page: selectors.BatchPage, shown_rows: list[rows.Row], watched: str = ""
+) -> dict[str, str]:
+    """The list page's poll element, as the page (batches.views) and a new table render it; `watched`
+    is the connections shown (pks, comma-separated), or every connection when empty."""
+    query = page_query.copy()
+    for name in POLL_PARAMS:
+        query.pop(name, None)
+    query["w"] = watched or live.EVERY_CONNECTION
+    if page.is_first_page and page.rows and page_query.get("sort", "created") == "created":
+        query["first"] = str(page.rows[0].pk)
+    running = any(row["live_version"] for row in shown_rows)
+    query["r"] = "1" if running else "0"
+    return {"live_poll": poll_element(reverse("batches:live"), query, live.read_token(), _seconds(running))}
+
+
+def _seconds(running: bool) -> int:
+    return FAST_SECONDS if running else SLOW_SECONDS
+
+
+@require_GET
+@login_not_required
+@poll_login_required
+def detail_live(request: PollRequest, pk: int) -> HttpResponse:
+    shown = Shown.from_query(request.GET)
+    reading = live.watch_and_read(shown.watched)
+    token = reading.token
+    if shown.is_current(token):
+        return _paced(HttpResponse(status=204), reading, shown.watched, True)
+    batch = Batch.objects.select_related("connection").filter(pk=pk).first() if pk > 0 else None
+    if batch is None:
+        raise Http404("No such batch.")
+    parts = _detail_parts(request, batch, shown)
+    response = HttpResponse()
+    if batch.is_active:
+        # Once the batch has finished, the poll element is swapped for nothing: the page stops polling.
+        url = rows.batch_url("batches:detail_live", batch.pk)
+        response.write(poll_element(url, _watching(str(batch.connection_id)), token, FAST_SECONDS))
+    response.write("".join(parts))
+    return _paced(response, reading, shown.watched, batch.is_active)
+
+
+def _detail_parts(request: PollRequest, batch: Batch, shown: Shown) -> list[str]:
+    now = timezone.now()
+    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+    live_version, history_version = live_selectors.detail_versions(
+        batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate
+    )
+    context = {
+        "batch": batch,
+        "now": now,
+        "stalled_after": stalled_after,
+        "can_operate": request.poller.can_operate,
+        "live_version": live_version,
+        "history_version": history_version,
+        "oob": True,
+        "request": request,
+        "csrf_token": get_token(request),
+    }
+    parts = []
+    if live_version != shown.parts["v"]:
+        parts.append(get_template("batches/detail.html#live").render(context))
+    if history_version != shown.parts["h"]:
+        context["history"] = selectors.batch_history(batch, now)
+        parts.append(get_template("batches/detail.html#history").render(context))
+    return parts
+
+
+def detail_poll_context(batch: Batch) -> dict[str, str]:
+    """The detail page's poll element, as the page renders it (it stops once the batch has finished)."""
+    if not batch.is_active:
+        return {"live_poll": ""}
+    url = rows.batch_url("batches:detail_live", batch.pk)
+    return {
+        "live_poll": poll_element(url, _watching(str(batch.connection_id)), live.read_token(), FAST_SECONDS)
+    }
