@@ -385,15 +385,20 @@ class _Run:
 
 
 def unfinished_bulk_cancels(now: datetime | None = None) -> Sequence[int]:
-    """Requests with items due for SWEEP_GRACE and no live run: their task was lost (never enqueued
-    while the broker was down). The grace leaves a just-enqueued or scheduled task time to start, so
-    that the sweep does not race it (the lease would make the loser skip, but it need not run)."""
-    overdue = (now or timezone.now()) - SWEEP_GRACE
+    """Requests the dispatcher (every second) should run now, with no live run holding their lease:
+    those whose waiting items came due (a 429's retry-after or a backoff: the task schedules no
+    countdown message, which a worker would hold unacknowledged and which kombu loses its footing
+    over when Redis drops), and those whose task was lost (never enqueued while the broker was down).
+    A request's first task gets SWEEP_GRACE to start, so that the sweep does not race it (the lease
+    would make the loser skip, but it need not run)."""
+    now = now or timezone.now()
+    overdue = now - SWEEP_GRACE
+    due = Q(items__state=State.PENDING, items__not_before__isnull=False, items__not_before__lte=now)
+    lost = Q(items__state=State.PENDING, items__not_before__isnull=True, created_at__lt=overdue)
     return list(
-        BulkCancel.objects.filter(finished_at__isnull=True, created_at__lt=overdue)
+        BulkCancel.objects.filter(finished_at__isnull=True)
         .filter(Q(running_until__isnull=True) | Q(running_until__lt=overdue))
-        .filter(items__state=State.PENDING)
-        .filter(Q(items__not_before__isnull=True) | Q(items__not_before__lt=overdue))
+        .filter(due | lost)
         .values_list("pk", flat=True)
         .distinct()
     )

@@ -114,9 +114,11 @@ def dispatch_due_syncs() -> list[str]:
 
 @shared_task(acks_late=True, ignore_result=True)
 def bulk_cancel_batches(bulk_pk: int) -> str:
-    """Cancel the due batches of one bulk cancel; run again when the rest is due (after a 429's
-    retry-after or a transient failure's backoff)."""
+    """Cancel the due batches of one bulk cancel. What must wait (a 429's retry-after, a transient
+    failure's backoff) is started again by the dispatcher once due (services_bulk.unfinished_bulk_cancels),
+    not by a countdown message: see refresh_active_batches for why none is held."""
     outcome = services_bulk.run_bulk_cancel(bulk_pk)
-    if outcome.retry_in is not None:
-        bulk_cancel_batches.apply_async((bulk_pk,), countdown=outcome.retry_in)
+    if outcome.retry_in is not None and outcome.retry_in <= 1:
+        # More is due at once (items a dead run left, the rest of a long list): a plain message.
+        bulk_cancel_batches.delay(bulk_pk)
     return outcome.summary()

@@ -152,8 +152,8 @@ def figures(args, phases: dict[str, dict[str, float]], context: dict[str, Any]) 
         "notes": [
             "defaults: refresh every 5 s while a page polled within 30 s, every 60 s otherwise, at most 20 "
             "API calls in any minute per connection (a Redis sorted set every worker shares), a full sync "
-            "every 5 minutes; the refresh schedules its own next run, beat's dispatcher restarts a lost "
-            "chain.",
+            "every 5 minutes; each refresh records when the next is due and beat's dispatcher, every "
+            "second, starts it then.",
             f"stack: simulator (thread, {args.batches} batches, frozen clock, so every active batch stays "
             "active), redis-server, a Celery worker and beat, runserver (DJANGO_DEBUG=0), SQLite.",
             "watched: a viewer's list page polling GET /live/ every 5 s; idle: no page for the phase, "

@@ -6,8 +6,8 @@
 Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
 starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
 directory, with the DEFAULT settings (issue 16: a watched connection refreshes its active batches every
-5 s, the refresh scheduling its own next run; the open page polls once every 5 s, just after the next
-refresh when it knows when that is):
+5 s, beat's dispatcher starting each refresh within a second of its due time; the open page polls
+once every 5 s, just after the next refresh when it knows when that is):
 
   simulator    a thread of this process, SimWorld(seed=1, batches=--batches, speed=0): a frozen clock
                that moves only when the benchmark advances it
@@ -398,9 +398,9 @@ def figures(
             ],
         },
         "notes": [
-            "defaults: a watched connection's refresh every 5 s (it schedules its own next run; beat's "
-            "dispatcher every 2 s only restarts a lost chain), the page's one poll every 5 s, timed by the "
-            "server to land about 1-3 s after the next refresh.",
+            "defaults: a watched connection's refresh every 5 s (each records when the next is due; beat's "
+            "dispatcher, every second, starts it then), the page's one poll every 5 s, timed by the "
+            "server to land about 1.5-3 s after the next refresh.",
             f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server (the broker "
             "and, as in production, Django's cache), a Celery worker (prefork, concurrency 2) and beat, "
             "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",

@@ -300,3 +300,16 @@ def test_a_post_replayed_after_the_work_is_done_leads_to_the_same_request(
     assert replayed.status_code == 302 and replayed["Location"] == first["Location"]
     assert BulkCancel.objects.count() == 1 and queue.llen("celery") == 1
     assert simulator.cancels_accepted() == {b.batch_id: 1 for b in chosen}
+
+
+def test_a_request_waiting_for_a_retry_after_is_picked_up_by_the_dispatcher_once_due(
+    synced, simulator, operator, settings
+):
+    settings.OPENAI_MAX_RETRIES = 0
+    outcome = start(running(synced, 2), operator)
+    simulator.set_faults(rate_429=1.0, retry_after_seconds=30)
+    services_bulk.run_bulk_cancel(outcome.bulk.pk)
+    # Waiting: no run holds it and nothing is due yet, so the dispatcher leaves it alone.
+    assert services_bulk.unfinished_bulk_cancels() == []
+    due = timezone.now() + timedelta(seconds=31)
+    assert services_bulk.unfinished_bulk_cancels(due) == [outcome.bulk.pk]
