@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from batches import sync
+from batches import live, sync
 from batches.eta import estimate
 from batches.models import Batch, Connection, ProgressSnapshot
 from spend import shipped
@@ -330,19 +330,21 @@ def test_a_batch_that_finishes_is_announced_once_and_unchanged_polls_say_nothing
     page = context.new_page()
     try:
         polls: list[int] = []
-        page.on("response", lambda response: "/row/" in response.url and polls.append(response.status))
+        page.on("response", lambda response: "/live/" in response.url and polls.append(response.status))
         open_page(page, live_server, seeded, "list")
         announcer = page.locator("#announcer")
         assert announcer.get_attribute("aria-live") == "polite"
-        page.wait_for_timeout(6000)  # a round of row polls that change nothing
+        page.wait_for_timeout(6000)  # a round of page polls that change nothing
         assert polls and announcer.inner_text() == ""
         Batch.objects.filter(pk=seeded.running.pk).update(
             status="completed", is_terminal=True, completed_at=timezone.now(), completed_requests=49_988
         )
+        live.bump(seeded.connection.pk)  # as the sync's writer does after a change
         expect(announcer).to_have_text(
             f"Batch {seeded.running.batch_id[:10]}…8c9ff completed.", timeout=15000
         )
         Batch.objects.filter(pk=seeded.running.pk).update(status="failed", failed_at=timezone.now())
+        live.bump(seeded.connection.pk)
         page.wait_for_timeout(6000)  # the row polls no more, and nothing is said again
         assert announcer.inner_text() == f"Batch {seeded.running.batch_id[:10]}…8c9ff completed."
     finally:
