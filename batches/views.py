@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.polls import PollRequest, poll_login_required
 from accounts.roles import OPERATOR, can_admin, can_operate, role_required
-from batches import live_selectors, rows, selectors, selectors_bulk, services, views_live
+from batches import live_selectors, rows, selectors, selectors_bulk, selectors_history, services, views_live
 from batches.models import Batch
 from dashboard.htmx import HtmxHttpRequest
 from spend import money
@@ -83,7 +83,7 @@ def batch_list(request: HtmxHttpRequest) -> HttpResponse:
         context.update(
             choices=selectors.filter_choices(connections),
             sort_labels=selectors.SORT_LABELS,
-            outcomes_chart=selectors.outcomes_chart(filters, context["now"]),
+            outcomes_chart=selectors_history.outcomes_chart(filters, context["now"]),
         )
     template = "batches/list.html"
     if target == "batch-table":
@@ -134,16 +134,16 @@ def batch_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     context.update(live_version=live_version, history_version=history_version)
     if request.htmx and request.htmx.target == "batch-history":
-        context["history"] = selectors.batch_history(batch, context["now"])
+        context["history"] = selectors_history.batch_history(batch, context["now"])
         return render(request, "batches/detail.html#history", context)
     if request.htmx:
         return render(request, "batches/detail.html#live", context)
     context.update(views_live.detail_poll_context(batch))
     context.update(
-        history=selectors.batch_history(batch, context["now"]),
+        history=selectors_history.batch_history(batch, context["now"]),
         changes=list(batch.status_changes.all()),
         cancel_requests=list(batch.cancel_requests.select_related("user")[:20]),
-        phases=selectors.phases(batch),
+        phases=selectors_history.phases(batch),
         cost=spend_selectors.batch_cost(batch),
     )
     return render(request, "batches/detail.html", context)

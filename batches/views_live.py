@@ -36,7 +36,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET
 
 from accounts.polls import PollRequest, poll_login_required
-from batches import live, live_selectors, rows, selectors
+from batches import live, live_selectors, rows, selectors, selectors_history
 from batches.models import Batch
 from batches.selectors import BatchFilters
 
@@ -385,7 +385,7 @@ def _detail_parts(request: PollRequest, batch: Batch, shown: Shown) -> list[str]
     if live_version != shown.parts["v"]:
         parts.append(get_template("batches/detail.html#live").render(context))
     if history_version != shown.parts["h"]:
-        context["history"] = selectors.batch_history(batch, now)
+        context["history"] = selectors_history.batch_history(batch, now)
         parts.append(get_template("batches/detail.html#history").render(context))
     return parts
 

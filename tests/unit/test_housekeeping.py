@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from alerts.models import Channel, Delivery, WebhookReceipt
-from batches import charts, history, selectors
+from batches import charts, history, selectors_history
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
 from housekeeping import services, sqlite, thinning
 from tests.support.factories import make_batch, make_user
@@ -143,13 +143,13 @@ def test_thinning_twice_removes_nothing_more():
 def test_the_charts_of_a_thinned_batch_are_drawn_from_its_thinned_points_and_look_the_same():
     batch = with_history()
     original = stored(batch)
-    before = selectors.batch_history(batch, NOW)
+    before = selectors_history.batch_history(batch, NOW)
     rates_before = charts.throughput_rates(history.progress_points(batch, history.snapshots(batch)))
 
     run()
 
     batch.refresh_from_db()
-    after = selectors.batch_history(batch, NOW)
+    after = selectors_history.batch_history(batch, NOW)
     thinned = history.snapshots(batch)
     # Drawn from what is stored now: the detail page counts the thinned points.
     assert after.count == len(thinned) < before.count == len(original)
