@@ -178,15 +178,37 @@ def _reprice(pairs: Iterable[tuple[int, str]], book: PriceBook, only: Q) -> int:
 
 
 def price_batches(pks: list[int], book: PriceBook | None = None) -> int:
-    """Cost of these batches (the ones a sync page inserted or changed), in the caller's transaction."""
+    """Cost of these batches (the ones a sync page inserted or changed), in the caller's transaction.
+
+    The sync runs this for every page it writes, so the cost is worked out in Python (cost_micros, the
+    same arithmetic as the SQL recompute uses, held equal by a test) and written in one UPDATE: building
+    the SQL expression per (connection, model) pair through the ORM made a first sync of 10,000 batches
+    about 4x slower than listing them (bench_sync), nearly all of it Python building expressions."""
     if not pks:
         return 0
     book = book or PriceBook.load()
-    only = Q(pk__in=pks)
-    pairs = Batch.objects.filter(only).values_list("connection_id", "model").distinct()
-    written = _reprice(list(pairs), book, only)
+    rows = Batch.objects.filter(pk__in=pks).values_list(
+        "pk", "connection_id", "model", "input_tokens", "cached_tokens", "output_tokens"
+    )
+    costs: list[tuple[int, int | None]] = []
+    for pk, connection_id, model, input_tokens, cached_tokens, output_tokens in rows:
+        rates = book.rates(connection_id, model)
+        costs.append(
+            (pk, None if rates is None else cost_micros(input_tokens, cached_tokens, output_tokens, rates))
+        )
+    if costs:
+        db = connections[router.db_for_write(Batch)]
+        quote = db.ops.quote_name
+        branches = " ".join("WHEN %s THEN CAST(%s AS BIGINT)" for _ in costs)
+        marks = ", ".join(["%s"] * len(costs))
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(Batch._meta.db_table)} SET {quote('cost_micros')} = CASE {quote('id')} "
+                f"{branches} END WHERE {quote('id')} IN ({marks})",
+                [value for pair in costs for value in pair] + [pk for pk, _ in costs],
+            )
     _refresh(f"id IN ({', '.join(['%s'] * len(pks))})", list(pks))
-    return written
+    return len(costs)
 
 
 def recompute(models: Iterable[str] | None = None) -> int:
