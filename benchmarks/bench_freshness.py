@@ -1,7 +1,7 @@
 """How fresh is an open page: from a change in the API (the simulator) to its appearance in Chromium.
 
     DJANGO_DEBUG=1 uv run python benchmarks/bench_freshness.py [--changes 50] [--finishes 50]
-        [--batches 200] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--json PATH]
+        [--batches 400] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--json PATH]
 
 Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
 starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
@@ -93,7 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--finishes", type=int, default=50, help="batches finished with webhooks on (default 50)"
     )
-    parser.add_argument("--batches", type=int, default=200, help="simulated batches (default 200)")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=400,
+        help="simulated batches (default 400: enough running ones for 50 changes and 50 finishes)",
+    )
     parser.add_argument(
         "--gap-min", type=float, default=3.0, help="shortest wait between changes, s (default 3)"
     )
@@ -275,6 +280,8 @@ def finish_candidates(page, sim: Simulator, pks: dict[str, int]) -> list[tuple[f
 
 def measure_finishes(args, page, sim: Simulator, deadline: float) -> list[Change]:
     """One at a time: bring the running batch nearest its end to it, and time its row's final status."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     from batches.models import Batch
 
     rng = random.Random(SEED + 1)
@@ -285,9 +292,12 @@ def measure_finishes(args, page, sim: Simulator, deadline: float) -> list[Change
         if not choices:
             # Every running row on the page has finished: a fresh page shows the ones still running.
             page.reload()
-            page.locator("#batch-table tbody tr[data-live]").first.wait_for(timeout=30_000)
+            with contextlib.suppress(PlaywrightTimeoutError):
+                page.locator("#batch-table tbody tr[data-live]").first.wait_for(timeout=30_000)
             if not finish_candidates(page, sim, pks):
-                raise RuntimeError("no running batch left to finish; use fewer --finishes")
+                # Report what was measured rather than nothing: the figures say how many finishes.
+                print(f"  no running batch left to finish after {len(finished)}; stopping", flush=True)
+                break
             continue
         wait, batch_id = choices[0]
         sim.advance(max(wait, 0) + 1)
