@@ -30,9 +30,11 @@ def test_a_row_shows_its_first_metadata_pair_and_the_rest_behind_plus_n(client, 
         batch_id="batch_6745a1b2c3d4e5f6a7b8c9d0", metadata={"project": "evals", "owner": "ana", "run": "7"}
     )
     row = client.get(f"/batches/{batch.pk}/row/", HTTP_HX_REQUEST="true").content.decode()
-    assert '<span class="chip" title="project=evals">project=evals</span>' in row
+    # "First" as the database gives the keys back: as sent on SQLite, jsonb's own order on PostgreSQL.
+    pairs = [f"{key}={value}" for key, value in type(batch).objects.get(pk=batch.pk).metadata.items()]
+    assert f'<span class="chip" title="{pairs[0]}">{pairs[0]}</span>' in row
     assert '<span class="meta-more" tabindex="0">+2' in row
-    assert "owner=ana, run=7" in row
+    assert ", ".join(pairs[1:]) in row
     assert f'title="{batch.batch_id}">batch_6745…8c9d0</a>' in row
     assert f'data-copy="{batch.batch_id}"' in row
     assert 'data-announce="batch_6745…8c9d0"' in row and "data-terminal" not in row
