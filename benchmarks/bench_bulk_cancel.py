@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
-    REPO,
     Children,
     describe_machine,
     now_iso,
@@ -48,7 +47,7 @@ from benchlib import (
     start_redis,
     write_json,
 )
-from livestack import wait_for_log
+from livestack import start_worker
 
 SEED = 1
 KEY_ENV = "BENCH_SIMULATOR_API_KEY"
@@ -116,33 +115,6 @@ def run_baseline(base_url: str, chosen: list[str]) -> float:
         for batch_id in chosen:
             client.post(f"/batches/{batch_id}/cancel").raise_for_status()
         return time.perf_counter() - started
-
-
-def start_worker(children: Children, workdir: Path, env: dict[str, str]) -> None:
-    log = workdir / "worker.log"
-    worker = children.start(
-        "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "dashboard",
-            "worker",
-            "--loglevel=INFO",
-            "--pool=prefork",
-            "--concurrency=2",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"bench-bulk-{os.getpid()}@%h",
-        ],
-        log=log,
-        cwd=REPO,
-        env=env,
-    )
-    wait_for_log(log, b" ready.", worker, 60, "the Celery worker")
 
 
 def run_bulk(
@@ -289,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         Connection.objects.filter(from_environment=True).update(enabled=False)
         size, chosen = world_with(args.cancels)
         print(f"world: {size:,} batches, {len(chosen):,} of them to cancel", flush=True)
-        start_worker(children, workdir, env)
+        start_worker(children, workdir, env, name="bench-bulk")
         rounds = []
         for number in range(1, args.rounds + 1):
             base_server, base_url = start_in_thread(SimWorld(seed=SEED, batches=size, speed=0))

@@ -24,7 +24,8 @@ def wait_for_log(path: Path, text: bytes, process, timeout: float, what: str) ->
     raise RuntimeError(f"{what} did not start:\n{path.read_text(errors='replace')[-3000:]}")
 
 
-def start_stack(children: Children, workdir: Path, env: dict[str, str], web_port: int) -> None:
+def start_worker(children: Children, workdir: Path, env: dict[str, str], name: str = "bench") -> None:
+    """A Celery worker as production runs it (prefork, concurrency 2), waited for until it is ready."""
     worker_log = workdir / "worker.log"
     worker = children.start(
         "worker",
@@ -42,13 +43,17 @@ def start_stack(children: Children, workdir: Path, env: dict[str, str], web_port
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"bench-{os.getpid()}@%h",
+            f"{name}-{os.getpid()}@%h",
         ],
         log=worker_log,
         cwd=REPO,
         env=env,
     )
     wait_for_log(worker_log, b" ready.", worker, 60, "the Celery worker")
+
+
+def start_stack(children: Children, workdir: Path, env: dict[str, str], web_port: int) -> None:
+    start_worker(children, workdir, env)
     children.start(
         "beat",
         [
