@@ -37,7 +37,6 @@ import html
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -51,8 +50,6 @@ from benchlib import (
     HERE,
     REPO,
     Children,
-    describe_database,
-    describe_machine,
     ensure_debian_package,
     free_port,
     now_iso,
@@ -294,25 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
         if gunicorn.poll() is not None:
             raise RuntimeError(f"gunicorn exited during the run:\n{(workdir / 'gunicorn.log').read_text()}")
-        log = (workdir / "gunicorn.log").read_text(errors="replace")
-        if "Cache unavailable" in log:
-            raise RuntimeError(
-                f"Redis failed during the run; the figures are not production's:\n{log[-3000:]}"
-            )
-        from importlib import metadata
-
-        import django
-
-        wrk_version = subprocess.run(
-            [wrk, "--version"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        context = {
-            "machine": describe_machine(),
-            "database": describe_database(),
-            "django": django.get_version(),
-            "gunicorn": metadata.version("gunicorn"),
-            "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
-        }
+        context = httpload.run_context(wrk, workdir)
         data = figures(args, ladders, context)
         benchlib.print_report(data, header=[f"server:    {data['server']}"])
         write_json(args.json, data)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,8 +54,6 @@ from benchlib import (
     HERE,
     REPO,
     Children,
-    describe_database,
-    describe_machine,
     ensure_debian_package,
     free_port,
     now_iso,
@@ -312,30 +309,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs[key].append(result)
         if gunicorn.poll() is not None:
             raise RuntimeError(f"gunicorn exited during the run:\n{(workdir / 'gunicorn.log').read_text()}")
-        log = (workdir / "gunicorn.log").read_text(errors="replace")
-        if "Cache unavailable" in log:  # dashboard/cache.py's warning: some polls ran without the cache
-            raise RuntimeError(
-                f"Redis failed during the run; the figures are not production's:\n{log[-3000:]}"
-            )
-        from importlib import metadata
-
-        import django
-
-        wrk_version = subprocess.run(
-            [wrk, "--version"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        context = {
-            "machine": describe_machine(),
-            "database": describe_database(),
-            "django": django.get_version(),
-            "gunicorn": metadata.version("gunicorn"),
-            "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
-            "server_log_tail": log[-4000:],
-        }
+        context = httpload.run_context(wrk, workdir)
         data = figures(args, runs, sizes, context)
         print_report(data)
-        if log.strip():
-            print(f"\ngunicorn's log (warnings and errors), last lines:\n{log[-1500:]}")
+        if context["server_log_tail"].strip():
+            tail = context["server_log_tail"][-1500:]
+            print(f"\ngunicorn's log (warnings and errors), last lines:\n{tail}")
         write_json(args.json, data)
     finally:
         children.close()

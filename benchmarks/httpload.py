@@ -190,3 +190,26 @@ def gunicorn_pids(master: int) -> list[int]:
     with contextlib.suppress(OSError):
         pids += [int(child) for child in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     return pids
+
+
+def run_context(wrk: str, workdir: Path) -> dict[str, Any]:
+    """What the report says about the run: machine, database and versions. Raises when gunicorn's log
+    shows the cache failed (dashboard/cache.py's warning): some requests then ran without Redis, which
+    production does not."""
+    from importlib import metadata
+
+    import django
+    from machine import describe_database, describe_machine
+
+    log = (workdir / "gunicorn.log").read_text(errors="replace")
+    if "Cache unavailable" in log:
+        raise RuntimeError(f"Redis failed during the run; the figures are not production's:\n{log[-3000:]}")
+    version = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False).stdout.split()
+    return {
+        "machine": describe_machine(),
+        "database": describe_database(),
+        "django": django.get_version(),
+        "gunicorn": metadata.version("gunicorn"),
+        "wrk": version[1] if len(version) > 1 else "?",
+        "server_log_tail": log[-4000:],
+    }
