@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import random
 import re
 import sys
@@ -47,13 +46,9 @@ import benchlib
 import httpload
 from bench_poll_load import PASSWORD, USERNAME, prepare_database
 from benchlib import (
-    HERE,
-    REPO,
     Children,
     ensure_debian_package,
-    free_port,
     now_iso,
-    wait_for_port,
     write_json,
 )
 
@@ -268,17 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"sqlite:///{workdir / 'bench.sqlite3'}"
         prepare_database(url, args.batches)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = benchlib.production_env(
-            url,
-            benchlib.start_redis(),
-            DJANGO_SETTINGS_MODULE="ceiling_settings",
-            PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
+        gunicorn, base, cookie = httpload.serve(
+            children, workdir, url, args.workers, args.threads, USERNAME, PASSWORD
         )
-        gunicorn = httpload.start_gunicorn(children, workdir, env, port, args.workers, args.threads)
-        wait_for_port(port, process=gunicorn)
-        cookie = httpload.sign_in(base, USERNAME, PASSWORD)
         paths = tab_requests(base, cookie)
         pids = httpload.gunicorn_pids(gunicorn.pid)
         ladders: dict[str, list[dict]] = {PAGE: [], PER_ROW: []}

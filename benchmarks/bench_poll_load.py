@@ -41,7 +41,6 @@ rps(ceiling); the goal (issue 9) is >= 0.5 with no errors. The worst case is pri
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
@@ -51,14 +50,10 @@ from typing import Any
 import benchlib
 import httpload
 from benchlib import (
-    HERE,
-    REPO,
     Children,
     ensure_debian_package,
-    free_port,
     now_iso,
     setup_django,
-    wait_for_port,
     write_json,
 )
 from fakedata import fill_batches
@@ -260,22 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"sqlite:///{workdir / 'bench.sqlite3'}"
         pk = prepare_database(url, args.batches)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = benchlib.production_env(
-            url,
-            benchlib.start_redis(),
-            DJANGO_SETTINGS_MODULE="ceiling_settings",
-            PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]),
+        gunicorn, base, cookie = httpload.serve(
+            children, workdir, url, args.workers, args.threads, USERNAME, PASSWORD
         )
-        gunicorn = httpload.start_gunicorn(children, workdir, env, port, args.workers, args.threads)
-        wait_for_port(port, process=gunicorn)
-        cookie = httpload.sign_in(base, USERNAME, PASSWORD)
         version, sizes = verify(base, cookie, pk)
         # The row poll keeps who is polling in the cache; nothing there means the workers' cache
         # misses (Redis unreachable), which would flatter nothing and skew everything.
         if not benchlib.cache_keys("*poller:*"):
-            raise RuntimeError(f"gunicorn wrote nothing to the cache at {env['DASHBOARD_CACHE_REDIS_URL']}")
+            raise RuntimeError("gunicorn wrote nothing to the private Redis its cache points at")
         row = f"/batches/{pk}/row/?v="
         targets = {
             POLL: [row + version, row + version, row + STALE_VERSION],

@@ -213,3 +213,23 @@ def run_context(wrk: str, workdir: Path) -> dict[str, Any]:
         "wrk": version[1] if len(version) > 1 else "?",
         "server_log_tail": log[-4000:],
     }
+
+
+def serve(
+    children: Any, workdir: Path, database_url: str, workers: int, threads: int, username: str, password: str
+) -> tuple[subprocess.Popen, str, str]:
+    """gunicorn with production settings over `database_url` and a private Redis, on a free loopback port,
+    with the benchmarks' ceiling URLs; returns the server process, its base URL and a signed-in cookie."""
+    import benchlib
+
+    port = benchlib.free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = benchlib.production_env(
+        database_url,
+        benchlib.start_redis(),
+        DJANGO_SETTINGS_MODULE="ceiling_settings",
+        PYTHONPATH=os.pathsep.join([str(benchlib.HERE), str(benchlib.REPO)]),
+    )
+    gunicorn = start_gunicorn(children, workdir, env, port, workers, threads)
+    benchlib.wait_for_port(port, process=gunicorn)
+    return gunicorn, base, sign_in(base, username, password)
