@@ -15,10 +15,11 @@ from batches.models import Batch, Connection
 from batches.statuses import TERMINAL_STATUSES
 from dashboard.redaction import register_secret
 
-# Outcome events, one per terminal status, come from status changes; the last two from looking at
-# active batches.
+# Outcome events, one per terminal status, come from status changes; "stalled" and "at_risk" from looking
+# at active batches; "budget" from the spend app's monthly budgets (spend.budget_alerts).
 OUTCOME_EVENTS = TERMINAL_STATUSES
-EVENTS = (*OUTCOME_EVENTS, "stalled", "at_risk")
+BUDGET_EVENT = "budget"
+EVENTS = (*OUTCOME_EVENTS, "stalled", "at_risk", BUDGET_EVENT)
 EVENT_LABELS = {
     "completed": "completed",
     "failed": "failed",
@@ -26,6 +27,7 @@ EVENT_LABELS = {
     "cancelled": "cancelled",
     "stalled": "stalled",
     "at_risk": "at risk of expiring",
+    BUDGET_EVENT: "budget warnings",
 }
 
 

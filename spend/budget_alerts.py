@@ -17,14 +17,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alerts import channels
-from alerts.models import Channel
+from alerts.models import BUDGET_EVENT, Channel
 from spend.models import BudgetAlert
 from spend.money import dollars
 from spend.selectors import BudgetState, budget_states
 
 logger = logging.getLogger(__name__)
 
-EVENT = "budget"
+EVENT = BUDGET_EVENT
 # A pace read from the first day of a month says more about one big batch than about the month.
 PACE_AFTER = timedelta(days=2)
 

@@ -104,3 +104,34 @@ def test_metrics_carry_spend_per_connection_and_model_and_budget_gauges(budget, 
     assert 'batch_spend_usd_total{connection="default",model="gpt-4o"} 10.0' in text
     assert 'batch_budget_usd{budget="project=search"} 100.0' in text
     assert 'batch_budget_spent_usd{budget="project=search"} 10.0' in text
+
+
+def test_a_channel_ticked_for_budget_warnings_hears_them_and_one_ticked_for_outcomes_does_not(
+    budget, settings, hook, client
+):
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    settings.ALERTS_ALLOW_INTERNAL_URLS = True  # the receiver is on loopback
+    admin = make_user("ada", role="admin")
+    client.force_login(admin)
+    form = client.get("/alerts/channels/").content.decode()
+    assert 'value="budget"' in form and "budget warnings" in form
+    for events in (["budget"], ["completed"]):
+        response = client.post(
+            "/alerts/channels/",
+            {
+                "name": f"for {events[0]}",
+                "kind": "slack",
+                "url": f"{hook.url}/services/x",
+                "events": events,
+                "team": "1",
+                "enabled": "on",
+            },
+        )
+        assert response.status_code == 302, response.context["form"].errors
+    assert sorted(Channel.objects.values_list("events", flat=True)) == [["budget"], ["completed"]]
+    _spend(85, at=MID_MONTH - timedelta(hours=1))
+    budget_alerts.process(MID_MONTH)
+    assert _kinds() == ["80", "pace"]
+    hook.wait_for(2)
+    assert len(hook.requests) == 2  # the two alerts, to the budget channel only
+    assert all("Budget project=search" in request.body.decode() for request in hook.requests)
