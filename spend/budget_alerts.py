@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from alerts import channels
+from alerts import services as alert_services
 from alerts.models import BUDGET_EVENT, Channel
 from spend.models import BudgetAlert
 from spend.money import dollars
@@ -108,32 +109,69 @@ def _listening(alert: BudgetAlert) -> list[Channel]:
     ]
 
 
+def release_abandoned(now: datetime) -> int:
+    """Alerts left "sending" by a worker that died go back to pending (or are given up on the last
+    attempt, as alert deliveries are)."""
+    abandoned = BudgetAlert.objects.filter(
+        state=BudgetAlert.State.SENDING, claimed_at__lt=now - alert_services.SENDING_LEASE
+    )
+    abandoned.filter(attempts__gte=settings.ALERTS_MAX_ATTEMPTS).update(
+        state=BudgetAlert.State.FAILED,
+        claimed_at=None,
+        last_error="the worker sending it stopped before it finished, on the last attempt",
+    )
+    return abandoned.update(state=BudgetAlert.State.PENDING, claimed_at=None)
+
+
+def _send(alert: BudgetAlert) -> list[str]:
+    """Tells every listening channel not told yet; returns the failures in words (never a secret)."""
+    errors = []
+    for channel in _listening(alert):
+        if channel.pk in alert.told:
+            continue
+        try:
+            channels.send(channel, alert.pk, alert.payload, now=timezone.now(), sent_as=f"budget_{alert.pk}")
+        except Exception as error:
+            # One channel's failure neither stops the others nor resends to those already told.
+            reason = str(error)[:300] if isinstance(error, channels.SendError) else type(error).__name__
+            errors.append(f"{channel}: {reason}")
+            logger.warning("Budget alert %s to channel %s failed: %s", alert.pk, channel.pk, reason)
+        else:
+            alert.told.append(channel.pk)
+    return errors
+
+
 def send_pending(now: datetime) -> int:
-    """Send every pending alert that this worker wins by compare-and-set; returns how many it sent."""
+    """Send every due pending alert that this worker wins by compare-and-set; returns how many it
+    finished sending. A failure is tried again after the alert channels' backoff, up to
+    ALERTS_MAX_ATTEMPTS attempts."""
+    release_abandoned(now)
+    due = BudgetAlert.objects.filter(state=BudgetAlert.State.PENDING).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
     sent = 0
-    for pk in BudgetAlert.objects.filter(state=BudgetAlert.State.PENDING).values_list("pk", flat=True)[:50]:
+    for pk in due.values_list("pk", flat=True)[:50]:
         if not BudgetAlert.objects.filter(pk=pk, state=BudgetAlert.State.PENDING).update(
-            state=BudgetAlert.State.SENDING
+            state=BudgetAlert.State.SENDING, claimed_at=timezone.now(), attempts=F("attempts") + 1
         ):
             continue  # another worker has it
         alert = BudgetAlert.objects.select_related("budget").get(pk=pk)
-        errors = []
-        for channel in _listening(alert):
-            try:
-                channels.send(
-                    channel, alert.pk, alert.payload, now=timezone.now(), sent_as=f"budget_{alert.pk}"
-                )
-            except Exception as error:
-                # One channel's failure neither stops the others nor resends to those already told.
-                reason = str(error)[:300] if isinstance(error, channels.SendError) else type(error).__name__
-                errors.append(f"{channel}: {reason}")
-                logger.warning("Budget alert %s to channel %s failed: %s", alert.pk, channel.pk, reason)
+        errors = _send(alert)
+        if not errors:
+            state, next_attempt_at = BudgetAlert.State.SENT, None
+            sent += 1
+        elif alert.attempts < settings.ALERTS_MAX_ATTEMPTS:
+            state, next_attempt_at = BudgetAlert.State.PENDING, now + alert_services.backoff(alert.attempts)
+        else:
+            state, next_attempt_at = BudgetAlert.State.FAILED, None
         BudgetAlert.objects.filter(pk=pk, state=BudgetAlert.State.SENDING).update(
-            state=BudgetAlert.State.FAILED if errors else BudgetAlert.State.SENT,
-            sent_at=timezone.now(),
+            state=state,
+            next_attempt_at=next_attempt_at,
+            claimed_at=None,
+            told=alert.told,
+            sent_at=timezone.now() if state == BudgetAlert.State.SENT else None,
             last_error="; ".join(errors)[:2000],
         )
-        sent += 0 if errors else 1
     return sent
 
 

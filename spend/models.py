@@ -105,7 +105,8 @@ class Budget(models.Model):
 class BudgetAlert(models.Model):
     """One alert of one budget in one month. The unique (budget, month, kind) makes it at most one row
     whichever worker notices first; sending moves it pending -> sending -> sent or failed by
-    compare-and-set."""
+    compare-and-set. A failed send goes back to pending for a later attempt (the alert channels'
+    backoff and attempt limit), and only to the channels not yet told (`told`)."""
 
     class Kind(models.TextChoices):
         PACE = "pace", "on pace to overrun"
@@ -127,6 +128,12 @@ class BudgetAlert(models.Model):
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a worker took it for sending: one that died mid-send leaves it "sending", taken back later.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # The channels (pks) that already have it, so that a retry tells only the others.
+    told = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("-created_at", "-id")

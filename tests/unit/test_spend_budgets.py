@@ -13,6 +13,7 @@ from alerts.models import Channel
 from spend import budget_alerts, costs, selectors
 from spend.models import Budget, BudgetAlert
 from tests.support.factories import make_batch, make_connection, make_user
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +136,51 @@ def test_a_channel_ticked_for_budget_warnings_hears_them_and_one_ticked_for_outc
     hook.wait_for(2)
     assert len(hook.requests) == 2  # the two alerts, to the budget channel only
     assert all("Budget project=search" in request.body.decode() for request in hook.requests)
+
+
+def test_a_failed_budget_alert_is_tried_again_later_and_only_to_the_channels_not_yet_told(
+    budget, settings, hook
+):
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    settings.ALERTS_MAX_ATTEMPTS = 3
+    failing_once = Receiver((500, 500, 200))
+    try:
+        Channel.objects.create(kind="webhook", url=hook.url, secret="k")
+        Channel.objects.create(kind="webhook", url=failing_once.url, secret="k")
+        _spend(85, at=MID_MONTH - timedelta(hours=1))
+        budget_alerts.process(MID_MONTH)
+        assert (len(hook.wait_for(2)), len(failing_once.wait_for(2))) == (2, 2)
+        alerts = BudgetAlert.objects.all()
+        assert {(a.state, a.attempts) for a in alerts} == {("pending", 1)}
+        assert all(a.next_attempt_at > MID_MONTH and "500" in a.last_error for a in alerts)
+
+        budget_alerts.process(MID_MONTH)  # not due yet: nobody hears anything more
+        assert (len(hook.requests), len(failing_once.requests)) == (2, 2)
+
+        budget_alerts.process(MID_MONTH + timedelta(hours=1))
+        failing_once.wait_for(4)
+        assert (len(hook.requests), len(failing_once.requests)) == (2, 4)
+        assert {(a.state, a.attempts, a.last_error) for a in BudgetAlert.objects.all()} == {("sent", 2, "")}
+    finally:
+        failing_once.close()
+
+
+def test_a_budget_alert_is_given_up_after_its_last_attempt_and_one_left_sending_is_taken_back(
+    budget, settings
+):
+    settings.DASHBOARD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    settings.ALERTS_MAX_ATTEMPTS = 1
+    failing = Receiver((500,))
+    try:
+        Channel.objects.create(kind="webhook", url=failing.url, secret="k")
+        _spend(85, at=MID_MONTH - timedelta(hours=1))
+        budget_alerts.process(MID_MONTH)
+        assert set(BudgetAlert.objects.values_list("state", flat=True)) == {"failed"}
+
+        # A worker that died mid-send left this one "sending": after the lease it goes back to pending.
+        BudgetAlert.objects.update(state="sending", attempts=0, claimed_at=MID_MONTH)
+        assert budget_alerts.release_abandoned(MID_MONTH + timedelta(minutes=1)) == 0
+        assert budget_alerts.release_abandoned(MID_MONTH + timedelta(minutes=3)) == 2
+        assert set(BudgetAlert.objects.values_list("state", flat=True)) == {"pending"}
+    finally:
+        failing.close()
