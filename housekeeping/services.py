@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from alerts.models import Delivery, WebhookReceipt
 from alerts.signing import REPLAY_TOLERANCE
-from batches.models import Batch, BatchStatusChange, ProgressSnapshot
+from batches.models import Batch, BatchStatusChange, BulkCancel, BulkCancelItem, ProgressSnapshot
 from housekeeping import postgres, sqlite, thinning
 
 # Rows per statement and per transaction: a few milliseconds of write lock each on SQLite (at a year's
@@ -104,6 +104,7 @@ def run(
         ("alert deliveries", "alert deliveries", lambda: delete_deliveries(now, dry_run, budget)),
         ("sign-in records", "django-axes records", lambda: prune_axes(now, dry_run, budget)),
         ("audit events", "audit events", lambda: delete_audit_events(now, dry_run, budget)),
+        ("bulk cancels", "finished bulk-cancel requests", lambda: delete_bulk_cancels(now, dry_run, budget)),
     ]
     for name, what, work in steps:
         started = time.monotonic()
@@ -187,6 +188,23 @@ def delete_audit_events(now: datetime, dry_run: bool, budget: _Budget) -> tuple[
     removed, note = _delete_in_chunks(
         AuditEvent.objects.filter(at__lt=now - timedelta(days=days)), dry_run, budget
     )
+    return removed, note or _keep(days)
+
+
+def delete_bulk_cancels(now: datetime, dry_run: bool, budget: _Budget) -> tuple[int, str]:
+    """Finished bulk-cancel requests after DASHBOARD_BULK_CANCEL_RETENTION_DAYS (0: never), their
+    items first, in chunks (a request may hold thousands; deleting it would cascade to all of them in
+    one statement). Each batch's cancel stays in its audit events."""
+    days = settings.DASHBOARD_BULK_CANCEL_RETENTION_DAYS
+    if not days:
+        return 0, _keep(days)
+    before = now - timedelta(days=days)
+    if dry_run:
+        return BulkCancel.objects.filter(finished_at__lt=before).count(), _keep(days)
+    _, note = _delete_in_chunks(BulkCancelItem.objects.filter(bulk__finished_at__lt=before), dry_run, budget)
+    if note:
+        return 0, note
+    removed, note = _delete_in_chunks(BulkCancel.objects.filter(finished_at__lt=before), dry_run, budget)
     return removed, note or _keep(days)
 
 

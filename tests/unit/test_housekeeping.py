@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from alerts.models import Channel, Delivery, WebhookReceipt
 from batches import charts, history, selectors_history
-from batches.models import Batch, BatchStatusChange, ProgressSnapshot
+from batches.models import Batch, BatchStatusChange, BulkCancel, BulkCancelItem, ProgressSnapshot
 from housekeeping import services, sqlite, thinning
 from tests.support.factories import make_batch, make_user
 
@@ -228,6 +228,35 @@ def test_sent_and_given_up_deliveries_go_after_their_retention_and_0_keeps_them(
     assert Delivery.objects.filter(state="pending").count() == 1
 
 
+def bulk_cancel(key: str, *, finished_days_ago: float | None, items: int = 3) -> BulkCancel:
+    bulk = BulkCancel.objects.create(
+        idempotency_key=key,
+        created_at=NOW - timedelta(days=400),
+        selection=key,
+        finished_at=None if finished_days_ago is None else NOW - timedelta(days=finished_days_ago),
+    )
+    for _ in range(items):
+        BulkCancelItem.objects.create(bulk=bulk, batch=make_batch(status="cancelled"), state="cancelled")
+    return bulk
+
+
+@pytest.mark.parametrize(("days", "left"), [(90, ["recent", "running"]), (0, ["old", "recent", "running"])])
+def test_finished_bulk_cancels_go_with_their_items_after_their_retention_and_0_keeps_them(
+    settings, monkeypatch, days, left
+):
+    settings.DASHBOARD_BULK_CANCEL_RETENTION_DAYS = days
+    monkeypatch.setattr(services, "CHUNK", 2)  # the old request's 3 items take two chunks
+    bulk_cancel("old", finished_days_ago=91)
+    bulk_cancel("recent", finished_days_ago=10)
+    bulk_cancel("running", finished_days_ago=None)  # still working: never removed
+    assert run(dry_run=True).removed == (1 if days else 0)
+    assert BulkCancel.objects.count() == 3
+    run()
+    assert sorted(BulkCancel.objects.values_list("selection", flat=True)) == left
+    assert BulkCancelItem.objects.count() == 3 * len(left)
+    assert Batch.objects.count() == 9  # the batches themselves are kept
+
+
 def test_webhook_receipts_go_once_past_the_replay_window_and_retries_margin():
     for hours in (1, 71, 73, 24 * 30):
         WebhookReceipt.objects.create(
@@ -275,6 +304,7 @@ def test_the_retention_settings_are_parsed_strictly(monkeypatch):
             ("DASHBOARD_AUDIT_RETENTION_DAYS", "-1"),
             ("DASHBOARD_AUDIT_RETENTION_DAYS", "a year"),
             ("DASHBOARD_ALERT_DELIVERY_RETENTION_DAYS", "1.5"),
+            ("DASHBOARD_BULK_CANCEL_RETENTION_DAYS", "-7"),
             ("DASHBOARD_HOUSEKEEPING_MINUTES", "0"),
         ):
             monkeypatch.setenv(name, bad)
