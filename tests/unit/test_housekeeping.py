@@ -408,6 +408,12 @@ def test_sqlite_gives_the_pages_of_thinned_snapshots_back(transactional_db):
     assert pages() < grown * 0.8  # the file itself shrank
     report = run()
     assert report.steps[-1].name == "sqlite"
+    # The planner's statistics come from a sample, not from every row under the write lock.
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA analysis_limit")
+        assert cursor.fetchone()[0] == sqlite.ANALYSIS_LIMIT
+        cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'batches_progresssnapshot'")
+        assert cursor.fetchall()  # and there are statistics
 
 
 def test_the_task_runs_once_per_interval_however_many_ticks_reach_it(redis_settings):
