@@ -140,7 +140,8 @@ def test_thinning_twice_removes_nothing_more():
     assert stored(batch) == kept
 
 
-def test_the_charts_of_a_thinned_batch_are_drawn_from_its_thinned_points_and_look_the_same():
+def test_the_charts_of_a_thinned_batch_are_drawn_from_its_thinned_points_and_look_the_same(monkeypatch):
+    monkeypatch.setattr(history, "MAX_POINTS", 10_000)  # "before" drawn from every stored point
     batch = with_history()
     original = stored(batch)
     before = selectors_history.batch_history(batch, NOW)
@@ -478,3 +479,21 @@ def test_postgresql_rebuilds_snapshot_indexes_left_bloated_by_thinning(transacti
     assert {name for name, _ in postgres.bloated_indexes()} == set(full)
     assert postgres.rebuild_bloated_indexes() > 0
     assert all(size < full[name] / 3 for name, size in sizes().items())
+
+
+def test_a_running_batch_with_more_snapshots_than_a_chart_needs_is_drawn_from_an_even_sample(
+    monkeypatch, django_assert_num_queries
+):
+    batch = with_history("in_progress", points=3000)
+    every = history.snapshots(batch, limit=10_000)
+    monkeypatch.setattr(history, "MAX_POINTS", 400)
+    with django_assert_num_queries(1):
+        sample = history.snapshots(batch)
+    assert 200 <= len(sample) <= 402  # every k-th with k = ceil(count / 400), and the last
+    assert (sample[0], sample[-1]) == (every[0], every[-1])  # the first and the latest moment
+    assert sample == sorted(sample, key=lambda s: s.at)
+    assert set(sample) <= set(every)
+    # Drawn from the sample, the progress line stays within a pixel of the line of every point.
+    full = polyline(charts.progress_svg([(s.at, s.completed, s.failed, s.total) for s in every], until=NOW))
+    drawn = polyline(selectors_history.batch_history(batch, NOW).progress)
+    assert max(abs(height_at(drawn, x) - y) for x, y in full) < 1.0
