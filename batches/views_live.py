@@ -47,6 +47,12 @@ ROW_CACHE_SECONDS = 300
 # How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
+# A page's state is kept this long after it was worked out, to answer from while one request works
+# out the next (views_live._page_state); that request has this long before another may try.
+PAGE_STATE_KEEP_SECONDS = 60
+PAGE_STATE_BUSY_SECONDS = 5
+# How soon a tab answered from a page state older than the current token polls again.
+CATCH_UP_SECONDS = 1.0
 # What the poll itself adds to the page's query string; the rest are the list's filters.
 POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
 MAX_WATCHED = 20
@@ -99,7 +105,7 @@ class Shown:
 
 
 def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) -> str:
-    query = query.copy()
+    """The poll element for `query`, which it completes (callers pass a QueryDict of their own)."""
     query["c"] = token or ""
     query["t"] = str(int(time.time()))
     return get_template("batches/_live_poll.html").render(
@@ -114,18 +120,23 @@ def _watching(watched: str) -> QueryDict:
 
 
 def _page_query(request: PollRequest) -> QueryDict:
-    query = request.GET.copy()
-    for name in POLL_PARAMS:
-        query.pop(name, None)
+    """The list's filters from the poll's query string: built afresh rather than copied (QueryDict's
+    copy is a deep copy, a measurable part of a poll, and most of the string is the rows)."""
+    query = QueryDict(mutable=True)
+    for name, values in request.GET.lists():
+        if name not in POLL_PARAMS:
+            query.setlist(name, values)
     return query
 
 
 @dataclass(frozen=True)
 class PageState:
-    """What a list page with these rows and filters should show, for one change token: shared by every
-    tab polling the same page (a team watching one list) through the cache, so that one of them pays
-    the queries and the summary's render per change, and the others one cache read."""
+    """What a list page with these rows and filters should show, as of one change token: shared by
+    every tab polling the same page (a team watching one list) through the cache, so that one of them
+    pays the queries and the summary's render per change, and the others one cache read."""
 
+    token: str | None  # the change token it was worked out for
+    computed_at: float  # time.time() when it was worked out
     rows: dict[int, tuple[str, bool]]  # pk: (version, still active)
     summary_version: str
     summary: str  # the summary card and the title, to send when a page's version differs
@@ -133,12 +144,16 @@ class PageState:
 
 
 def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None) -> PageState:
+    """The page's state for `token`, or, while another request is working that out, the last one
+    kept (with its own, older token, which the answer then carries: the tab asks again soon and
+    gets the new state). Without this, every poll arriving between a change and the first request
+    to finish the new state would work it out too, and a change would cost every tab polling at that
+    moment the queries and the render, which is the tail of the answer times under load."""
     key = (
         "live-page:"
         + hashlib.blake2b(
             repr(
                 (
-                    token,
                     page_query.urlencode(),
                     sorted(shown.rows),
                     request.poller.can_operate,
@@ -149,10 +164,26 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
             digest_size=16,
         ).hexdigest()
     )
-    state = cache.get(key) if token is not None else None
-    if isinstance(state, PageState):
-        return state
+    if token is None:  # Redis is unreachable: nothing is shared, nothing kept
+        return _work_out_state(request, shown, page_query, None)
+    kept = cache.get(key)
+    if isinstance(kept, PageState):
+        if kept.token == token and 0 <= time.time() - kept.computed_at < PAGE_STATE_SECONDS:
+            return kept
+        # One request works out the new state; the others meanwhile answer from the kept one.
+        if not cache.add(f"{key}:busy", 1, PAGE_STATE_BUSY_SECONDS):
+            return kept
+    state = _work_out_state(request, shown, page_query, token)
+    cache.set(key, state, PAGE_STATE_KEEP_SECONDS)
+    cache.delete(f"{key}:busy")
+    return state
+
+
+def _work_out_state(
+    request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None
+) -> PageState:
     now = timezone.now()
+    computed_at = time.time()
     filters = BatchFilters.from_query(page_query)
     counts = selectors.status_counts(filters, token)
     health = selectors.sync_health(selectors.all_connections(), now)
@@ -167,7 +198,9 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
         "oob": True,
     }
     title = get_template("batches/list.html#title").render({"counts": counts}).strip()
-    state = PageState(
+    return PageState(
+        token=token,
+        computed_at=computed_at,
         rows=live_selectors.row_versions(
             shown.rows,
             now=now,
@@ -180,9 +213,6 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
         + get_template("batches/list.html#summary").render(context),
         newest=live_selectors.newest_pk(filters) if shown.first is not None else None,
     )
-    if token is not None:
-        cache.set(key, state, PAGE_STATE_SECONDS)
-    return state
 
 
 @require_GET
@@ -196,6 +226,8 @@ def list_live(request: PollRequest) -> HttpResponse:
         return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
     page_query = _page_query(request)
     state = _page_state(request, shown, page_query, token)
+    # Usually the current token; an older one while another request works out the current state.
+    token = state.token
     response = HttpResponse()
     new_rows, running = "", False
     first = shown.first
@@ -204,19 +236,20 @@ def list_live(request: PollRequest) -> HttpResponse:
         # page shows stay. A first row that only left the filter (no longer running) changes nothing.
         new_rows, newest, running = _new_rows(request, BatchFilters.from_query(page_query), first)
         first = newest if newest is not None and newest > first else first
-    live_query = page_query.copy()
+    live_query = _page_query(request)
     live_query["w"] = ",".join(shown.watched)
     if first is not None:
         live_query["first"] = str(first)
     running = running or any(active for _, active in state.rows.values())
     live_query["r"] = "1" if running else "0"
-    response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
+    # This very URL (the list's poll), without a reverse() per poll.
+    response.write(poll_element(request.path, live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
     response.write("".join(_row_fragments(request, changed)))
     response.write(new_rows)
     if state.summary_version != shown.parts["s"]:
         response.write(state.summary)
-    return _paced(response, reading, shown.watched, running)
+    return _paced(response, reading, shown.watched, running, catch_up=token != reading.token)
 
 
 # From a refresh's due moment to its rows committed (beat's dispatcher starts it within a second, then
@@ -228,11 +261,20 @@ POLL_SPREAD_SECONDS = 2.0
 
 
 def _paced(
-    response: HttpResponse, reading: live.Reading, watched: Sequence[str], running: bool
+    response: HttpResponse,
+    reading: live.Reading,
+    watched: Sequence[str],
+    running: bool,
+    *,
+    catch_up: bool = False,
 ) -> HttpResponse:
     """Tell the page when to poll next (static/js/app.js): just after the next refresh of what it
     watches, so that a change waits for one interval, not for a refresh and then a poll; never later
-    than the page's own interval. X-Live-Poll-In is in milliseconds."""
+    than the page's own interval; soon when the answer was older than the current token
+    (`catch_up`). X-Live-Poll-In is in milliseconds."""
+    if catch_up:
+        response["X-Live-Poll-In"] = str(round(CATCH_UP_SECONDS * 1000 * random.uniform(1, 2)))
+        return response
     seconds = float(_seconds(running))
     due = reading.next_refresh_of(watched)
     if running and due is not None:
@@ -261,14 +303,15 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
             {f"live-row:{pk}:{version}": text for pk, (version, text) in fresh.items()}, ROW_CACHE_SECONDS
         )
         fragments.update({pk: text for pk, (_, text) in fresh.items()})
-    csrf = get_token(request)
-    htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
-    back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+    texts = list(fragments.values())
+    # Only rows with a cancel form (an operator's) have the slots: a viewer's poll masks no CSRF token.
+    if any(CSRF_SLOT in text or NEXT_SLOT in text for text in texts):
+        csrf = get_token(request)
+        htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; PollRequest does not say
+        back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+        texts = [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in texts]
     # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
-    return [
-        f"<template>{text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back)}</template>"
-        for text in fragments.values()
-    ]
+    return [f"<template>{text}</template>" for text in texts]
 
 
 def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.roles import OPERATOR, set_role
@@ -259,3 +260,41 @@ def test_the_answer_says_to_poll_again_just_after_the_next_refresh(client, membe
     assert 3000 <= int(answer["X-Live-Poll-In"]) <= 5000
     live.record_next_refresh(batch.connection_id, time.time() + 60)  # an idle connection's next refresh
     assert page.poll(client)["X-Live-Poll-In"] == "5000"
+
+
+class BusyElsewhere:
+    """The shared cache, as seen while another request holds every busy mark."""
+
+    def __getattr__(self, name: str):
+        return getattr(cache, name)
+
+    def add(self, key: str, *args, **kwargs) -> bool:
+        return False if key.endswith(":busy") else cache.add(key, *args, **kwargs)
+
+
+def test_while_one_poll_works_out_a_changed_page_the_others_answer_from_the_kept_one_and_come_back_soon(
+    client, member, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A change must not make every tab polling at that moment run the page's queries (the tail of
+    the answer times under load): one does, the others answer from the state kept for the older
+    token, carrying that token, so that they ask again within a couple of seconds."""
+    running = [make_batch(status="in_progress", completed_requests=1, failed_requests=0) for _ in range(2)]
+    page = open_list(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        observe(running[0], completed=2)
+    page.take(page.poll(client).content.decode())  # works out the state for this token, and keeps it
+    kept_token = re.search(r"[?&]c=([^&]*)", page.poll_url).group(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        observe(running[1], completed=3)
+    # Another poll is working out the new state: it holds the page's busy mark.
+    monkeypatch.setattr("batches.views_live.cache", BusyElsewhere())
+    answer = page.poll(client)
+    body = answer.content.decode()
+    assert answer.status_code == 200 and '<tr id="batch-' not in body
+    assert f"c={kept_token}&" in html.unescape(body)
+    assert 1000 <= int(answer["X-Live-Poll-In"]) <= 2000
+    page.take(body)
+    monkeypatch.setattr("batches.views_live.cache", cache)  # that poll is done (or its mark lapsed)
+    body = page.poll(client).content.decode()
+    assert re.findall(r'<tr id="batch-(\d+)"', body) == [str(running[1].pk)]
+    assert f"c={kept_token}&" not in html.unescape(body)
