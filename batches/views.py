@@ -6,8 +6,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.context_processors import csrf
 from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -118,7 +118,8 @@ def batch_row(request: PollRequest, pk: int) -> HttpResponse:
     )
     # Only what the row uses, without the context processors: they would load the user in full.
     # row_poll: the row keeps polling itself (the page poll's baseline, benchmarks/bench_poll_load.py).
-    context.update(request=request, csrf_token=get_token(request), row_poll=True)
+    # csrf(): the token is masked only if the row has a cancel form (an operator's), as in a page.
+    context.update(csrf(request), request=request, row_poll=True)
     return HttpResponse(get_template("batches/list.html#row").render(context))
 
 
