@@ -17,7 +17,9 @@ the page to return to) are filled in afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import pickle
 import random
 import time
 from collections.abc import Sequence
@@ -35,11 +37,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
 
 from accounts.polls import PollRequest, poll_login_required
 from batches import live, live_selectors, rows, selectors, selectors_history
 from batches.models import Batch
 from batches.selectors import BatchFilters
+from dashboard import shared_redis
 
 # A page with running rows polls this often; one without only watches for new batches, slower.
 FAST_SECONDS = 5
@@ -51,6 +55,7 @@ PAGE_STATE_SECONDS = 5
 # A page's state is kept this long after it was worked out, to answer from while one request works
 # out the next (views_live._page_state); that request has this long before another may try.
 PAGE_STATE_KEEP_SECONDS = 60
+PAGE_STATE_PREFIX = "batch-dashboard:live-page:"
 PAGE_STATE_BUSY_SECONDS = 5
 # How soon a tab answered from a page state older than the current token polls again.
 CATCH_UP_SECONDS = 1.0
@@ -144,40 +149,64 @@ class PageState:
     newest: int | None  # the first row of the first page, when the page asked
 
 
-def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None) -> PageState:
-    """The page's state for `token`, or, while another request is working that out, the last one
-    kept (with its own, older token, which the answer then carries: the tab asks again soon and
-    gets the new state). Without this, every poll arriving between a change and the first request
-    to finish the new state would work it out too, and a change would cost every tab polling at that
-    moment the queries and the render, which is the tail of the answer times under load."""
-    key = (
-        "live-page:"
-        + hashlib.blake2b(
-            repr(
-                (
-                    page_query.urlencode(),
-                    sorted(shown.rows),
-                    request.poller.can_operate,
-                    request.poller.can_admin,
-                    shown.first is not None,
-                )
-            ).encode(),
-            digest_size=16,
-        ).hexdigest()
+def _state_key(request: PollRequest, shown: Shown, page_query: QueryDict) -> str:
+    """Where the state of this page (filters, rows shown, the asker's role) is kept in Redis: known
+    before the change token, so that it is read in the same round trip (live.watch_and_read)."""
+    page = (
+        page_query.urlencode(),
+        sorted(shown.rows),
+        request.poller.can_operate,
+        request.poller.can_admin,
+        shown.first is not None,
     )
+    return PAGE_STATE_PREFIX + hashlib.blake2b(repr(page).encode(), digest_size=16).hexdigest()
+
+
+def _page_state(
+    request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None, key: str, kept: bytes | None
+) -> PageState:
+    """The page's state for `token`, or, while another request is working that out, the last one
+    kept (`kept`, read with the token; it carries its own older token, which the answer then
+    carries: the tab asks again soon and gets the new state). Without this, every poll arriving
+    between a change and the first request to finish the new state would work it out too: a change
+    would cost every tab polling at that moment the queries and the render, the tail of the answer
+    times under load. Kept in Redis (dashboard.shared_redis), shared by every web process."""
     if token is None:  # Redis is unreachable: nothing is shared, nothing kept
         return _work_out_state(request, shown, page_query, None)
-    kept = cache.get(key)
-    if isinstance(kept, PageState):
-        if kept.token == token and 0 <= time.time() - kept.computed_at < PAGE_STATE_SECONDS:
-            return kept
+    state = _unpickled(kept)
+    if state is not None:
+        if state.token == token and 0 <= time.time() - state.computed_at < PAGE_STATE_SECONDS:
+            return state
         # One request works out the new state; the others meanwhile answer from the kept one.
-        if not cache.add(f"{key}:busy", 1, PAGE_STATE_BUSY_SECONDS):
-            return kept
+        if not _claim(key):
+            return state
     state = _work_out_state(request, shown, page_query, token)
-    cache.set(key, state, PAGE_STATE_KEEP_SECONDS)
-    cache.delete(f"{key}:busy")
+    with contextlib.suppress(RedisError, OSError):
+        pipe = shared_redis.client().pipeline(transaction=False)
+        pipe.set(key, pickle.dumps(state, pickle.HIGHEST_PROTOCOL), ex=PAGE_STATE_KEEP_SECONDS)
+        pipe.delete(f"{key}:busy")
+        pipe.execute()
     return state
+
+
+def _claim(key: str) -> bool:
+    """Whether this request may work out the page's new state: no other one is at it."""
+    try:
+        return bool(shared_redis.client().set(f"{key}:busy", 1, nx=True, ex=PAGE_STATE_BUSY_SECONDS))
+    except (RedisError, OSError):
+        return True
+
+
+def _unpickled(kept: bytes | None) -> PageState | None:
+    # Written by this module alone (as Django's cache pickles what it keeps in the same Redis); a
+    # value from an older release that no longer loads is simply worked out again.
+    if not kept:
+        return None
+    try:
+        state = pickle.loads(kept)
+    except Exception:
+        return None
+    return state if isinstance(state, PageState) else None
 
 
 def _work_out_state(
@@ -221,12 +250,14 @@ def _work_out_state(
 @poll_login_required
 def list_live(request: PollRequest) -> HttpResponse:
     shown = Shown.from_query(request.GET)
-    reading = live.watch_and_read(shown.watched)
+    page_query = _page_query(request)
+    key = _state_key(request, shown, page_query)
+    # One round trip: watched, the change token, the refreshes due, and the page's kept state.
+    reading = live.watch_and_read(shown.watched, also_get=(key,))
     token = reading.token
     if shown.is_current(token):
         return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
-    page_query = _page_query(request)
-    state = _page_state(request, shown, page_query, token)
+    state = _page_state(request, shown, page_query, token, key, reading.also[0] if reading.also else None)
     # Usually the current token; an older one while another request works out the current state.
     token = state.token
     response = HttpResponse()

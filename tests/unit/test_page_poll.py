@@ -9,7 +9,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.roles import OPERATOR, set_role
@@ -262,16 +261,6 @@ def test_the_answer_says_to_poll_again_just_after_the_next_refresh(client, membe
     assert page.poll(client)["X-Live-Poll-In"] == "5000"
 
 
-class BusyElsewhere:
-    """The shared cache, as seen while another request holds every busy mark."""
-
-    def __getattr__(self, name: str):
-        return getattr(cache, name)
-
-    def add(self, key: str, *args, **kwargs) -> bool:
-        return False if key.endswith(":busy") else cache.add(key, *args, **kwargs)
-
-
 def test_while_one_poll_works_out_a_changed_page_the_others_answer_from_the_kept_one_and_come_back_soon(
     client, member, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -287,14 +276,33 @@ def test_while_one_poll_works_out_a_changed_page_the_others_answer_from_the_kept
     with django_capture_on_commit_callbacks(execute=True):
         observe(running[1], completed=3)
     # Another poll is working out the new state: it holds the page's busy mark.
-    monkeypatch.setattr("batches.views_live.cache", BusyElsewhere())
+    monkeypatch.setattr("batches.views_live._claim", lambda key: False)
     answer = page.poll(client)
     body = answer.content.decode()
     assert answer.status_code == 200 and '<tr id="batch-' not in body
     assert f"c={kept_token}&" in html.unescape(body)
     assert 1000 <= int(answer["X-Live-Poll-In"]) <= 2000
     page.take(body)
-    monkeypatch.setattr("batches.views_live.cache", cache)  # that poll is done (or its mark lapsed)
+    monkeypatch.undo()  # that poll is done (or its mark lapsed)
     body = page.poll(client).content.decode()
     assert re.findall(r'<tr id="batch-(\d+)"', body) == [str(running[1].pk)]
     assert f"c={kept_token}&" not in html.unescape(body)
+
+
+def test_a_page_state_is_worked_out_by_one_poll_and_read_by_the_next_with_the_token(
+    client, member, django_assert_max_num_queries
+):
+    """The second tab of a page reads the state the first one worked out, in the same Redis round
+    trip as the change token: no query but the session's."""
+    make_batch(status="in_progress")
+    page = open_list(client)
+    stale = page.poll_url.replace("&c=", "&c=outdated") if "&c=" in page.poll_url else page.poll_url
+    first = Page(client.get("/").content.decode())
+    first.poll_url = stale
+    first.poll(client)  # the first tab: its poller is checked in full, and the page's state worked out
+    second = Page(client.get("/").content.decode())
+    second.poll_url = stale
+    with django_assert_max_num_queries(1):
+        answer = second.poll(client)
+    assert answer.status_code == 200 and 'id="live-poll"' in answer.content.decode()
+    assert redis_client().keys("batch-dashboard:live-page:*")
