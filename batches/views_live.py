@@ -18,6 +18,7 @@ the page to return to) are filled in afterwards.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import pickle
 import random
@@ -25,17 +26,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
 from django.http import Http404, HttpResponse, QueryDict
 from django.middleware.csrf import get_token
+from django.template import Context, Engine, Template, engines
+from django.template.backends.django import DjangoTemplates
 from django.template.context_processors import csrf
 from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 
@@ -49,6 +53,7 @@ from dashboard import shared_redis
 FAST_SECONDS = 5
 SLOW_SECONDS = 30
 ROW_CACHE_SECONDS = 300
+ROW_PREFIX = "batch-dashboard:live-row:"
 # How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
@@ -65,6 +70,7 @@ MAX_WATCHED = 20
 # Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
 CSRF_SLOT = "LIVECSRFSLOTQ7X"
 NEXT_SLOT = "LIVENEXTSLOTQ7X"
+URL_SLOT = "LIVEURLSLOTQ7X"
 
 
 @dataclass(frozen=True)
@@ -114,9 +120,21 @@ def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) ->
     """The poll element for `query`, which it completes (callers pass a QueryDict of their own)."""
     query["c"] = token or ""
     query["t"] = str(int(time.time()))
-    return get_template("batches/_live_poll.html").render(
-        {"poll_url": f"{url}?{query.urlencode()}", "poll_seconds": seconds}
-    )
+    markup = _poll_markup(_engine().get_template("batches/_live_poll.html"), seconds)
+    # The template's output with the URL escaped as its autoescaping would: safe to put in a page.
+    return mark_safe(markup.replace(URL_SLOT, escape(f"{url}?{query.urlencode()}")))
+
+
+def _engine() -> Engine:
+    return cast(DjangoTemplates, engines["django"]).engine  # the project's one template backend
+
+
+@functools.lru_cache(maxsize=8)
+def _poll_markup(template: Template, seconds: int) -> str:
+    """The poll element with a stand-in for its URL, rendered once per template and interval: the
+    render was a tenth of a poll. Keyed by the loaded template, so an edited one is rendered again
+    when Django's template loader loads it again."""
+    return template.render(Context({"poll_url": URL_SLOT, "poll_seconds": seconds}))
 
 
 def _watching(watched: str) -> QueryDict:
@@ -324,16 +342,22 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
     request's own form token and return address filled in."""
     if not changed:
         return []
-    keys = {pk: f"live-row:{pk}:{version}" for pk, version in changed.items()}
-    cached: dict[str, str] = cache.get_many(list(keys.values()))
-    fragments = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    keys = {pk: f"{ROW_PREFIX}{pk}:{version}" for pk, version in changed.items()}
+    # Plain UTF-8 in Redis (dashboard.shared_redis), beside the page's state: no pickling.
+    try:
+        cached = shared_redis.client().mget(list(keys.values()))
+    except (RedisError, OSError):
+        cached = [None] * len(keys)
+    fragments = {pk: _text(text) for pk, text in zip(keys, cached, strict=True) if text is not None}
     missing = [pk for pk in keys if pk not in fragments]
     if missing:
         fresh = _render_rows(request, missing)
         # Kept under the version each row was rendered at, which may be newer than the one compared.
-        cache.set_many(
-            {f"live-row:{pk}:{version}": text for pk, (version, text) in fresh.items()}, ROW_CACHE_SECONDS
-        )
+        with contextlib.suppress(RedisError, OSError):
+            pipe = shared_redis.client().pipeline(transaction=False)
+            for pk, (version, text) in fresh.items():
+                pipe.set(f"{ROW_PREFIX}{pk}:{version}", text.encode(), ex=ROW_CACHE_SECONDS)
+            pipe.execute()
         fragments.update({pk: text for pk, (_, text) in fresh.items()})
     texts = list(fragments.values())
     # Only rows with a cancel form (an operator's) have the slots: a viewer's poll masks no CSRF token.
@@ -344,6 +368,10 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
         texts = [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in texts]
     # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
     return [f"<template>{text}</template>" for text in texts]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:

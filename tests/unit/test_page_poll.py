@@ -306,3 +306,21 @@ def test_a_page_state_is_worked_out_by_one_poll_and_read_by_the_next_with_the_to
         answer = second.poll(client)
     assert answer.status_code == 200 and 'id="live-poll"' in answer.content.decode()
     assert redis_client().keys("batch-dashboard:live-page:*")
+
+
+def test_the_poll_element_is_the_templates_own_render_with_its_url_escaped(monkeypatch):
+    """The element is rendered once with a stand-in for its URL (views_live._poll_markup): the answer
+    must be what rendering the template with the URL gives, quotes and ampersands escaped."""
+    from django.http import QueryDict
+    from django.template.loader import get_template
+
+    from batches.views_live import poll_element
+
+    monkeypatch.setattr("batches.views_live.time.time", lambda: 1_700_000_000.0)
+    query = QueryDict(mutable=True)
+    query.setlist("q", ['a"b<c>&d'])
+    expected = get_template("batches/_live_poll.html").render(
+        {"poll_url": "/live/?q=a%22b%3Cc%3E%26d&c=1-2&t=1700000000", "poll_seconds": 30}
+    )
+    assert poll_element("/live/", query, "1-2", 30) == expected
+    assert "&amp;c=1-2" in expected
