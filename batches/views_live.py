@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from django.conf import settings
@@ -54,6 +54,7 @@ FAST_SECONDS = 5
 SLOW_SECONDS = 30
 ROW_CACHE_SECONDS = 300
 ROW_PREFIX = "batch-dashboard:live-row:"
+ROW_POLL_PREFIX = "batch-dashboard:row-poll:"
 # How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
@@ -368,6 +369,36 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
         texts = [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in texts]
     # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
     return [f"<template>{text}</template>" for text in texts]
+
+
+def row_poll_fragment(request: PollRequest, batch: Batch, version: str, now: datetime) -> str:
+    """A row as its own poll renders it (views.batch_row, the page poll's baseline), rendered once
+    per version (selectors.row_version, which covers the asker's role) for everyone and kept in Redis
+    like the page poll's rows, with this request's form token and address filled in."""
+    key = f"{ROW_POLL_PREFIX}{batch.pk}:{version}"
+    try:
+        kept = shared_redis.client().get(key)
+    except (RedisError, OSError):
+        kept = None
+    if kept is not None:
+        text = _text(kept)
+    else:
+        stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        context = {
+            "row": row,
+            "now": now,
+            "stalled_after": stalled_after,
+            "row_poll": True,  # the row keeps polling itself
+            "csrf_token": CSRF_SLOT,
+            "request": {"get_full_path": NEXT_SLOT},
+        }
+        text = get_template("batches/list.html#row").render(context)
+        with contextlib.suppress(RedisError, OSError):
+            shared_redis.client().set(key, text.encode(), ex=ROW_CACHE_SECONDS)
+    if CSRF_SLOT in text or NEXT_SLOT in text:  # an operator's row: its cancel form
+        text = text.replace(CSRF_SLOT, get_token(request)).replace(NEXT_SLOT, escape(request.get_full_path()))
+    return text
 
 
 def _text(value: bytes | str) -> str:
