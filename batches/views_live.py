@@ -11,8 +11,11 @@ versions of what the page shows: its running rows (`data-live` + `data-version`)
   the title. New batches at the top of the list's first page are put on top of the table.
 
 Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
-kept in the shared cache; the per-request parts (the CSRF token of the no-JavaScript cancel form and
-the page to return to) are filled in afterwards.
+kept in Redis as text (the row's own poll too: row_poll_fragment); the per-request parts (the CSRF token
+of the no-JavaScript cancel form and the page to return to) are filled in afterwards. A page's state
+(its rows' versions, the summary) is kept in Redis per page and role and read in the same round trip as
+the change token; after a change one request works it out again while the others answer from the kept
+one (_page_state).
 """
 
 from __future__ import annotations
