@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -52,6 +52,7 @@ def _bump_now(connection_pk: int) -> None:
 class Reading:
     token: str | None  # None while Redis is unreachable
     next_refresh: dict[str, float]  # connection pk: when its next refresh is due (Unix time)
+    also: tuple[bytes | None, ...] = ()  # the values of watch_and_read's `also_get` keys
 
     def next_refresh_of(self, watched: Iterable[str]) -> float | None:
         """When the next refresh of the watched connections is due, as the last refreshes recorded."""
@@ -60,19 +61,24 @@ class Reading:
         return min(due) if due else None
 
 
-def watch_and_read(watched: Iterable[str]) -> Reading:
+def watch_and_read(watched: Iterable[str], also_get: Sequence[str] = ()) -> Reading:
     """Mark `watched` (connection pks as strings, or EVERY_CONNECTION) as watched and read the
-    current change token and when the next refreshes are due, in one round trip."""
+    current change token and when the next refreshes are due, in one round trip; with the values
+    of the keys `also_get` in the same one (the page poll's shared page state, batches.views_live)."""
     try:
         pipe = client().pipeline(transaction=False)
         for name in watched:
             pipe.set(f"{WATCH_PREFIX}{name}", 1, ex=settings.LIVE_WATCH_SECONDS)
         pipe.hgetall(CHANGES_KEY)
         pipe.hgetall(NEXT_REFRESH_KEY)
-        *_, counters, due = pipe.execute()
+        for key in also_get:
+            pipe.get(key)
+        results = pipe.execute()
     except (RedisError, OSError):
         return Reading(None, {})
-    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()})
+    counters, due = results[len(results) - len(also_get) - 2 : len(results) - len(also_get)]
+    also = tuple(results[len(results) - len(also_get) :]) if also_get else ()
+    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()}, also)
 
 
 def record_next_refresh(connection_pk: int, at: float) -> None:

@@ -6,9 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
@@ -108,18 +106,13 @@ def batch_row(request: PollRequest, pk: int) -> HttpResponse:
         raise Http404("No such batch.")
     context = _row_context(request)
     may_cancel = request.poller.can_operate
-    shown = request.GET.get("v")
-    if shown and shown == selectors.row_version(
-        batch, now=context["now"], stalled_after=context["stalled_after"], can_operate=may_cancel
-    ):
-        return HttpResponse(status=204)
-    context["row"] = rows.row(
+    version = selectors.row_version(
         batch, now=context["now"], stalled_after=context["stalled_after"], can_operate=may_cancel
     )
-    # Only what the row uses, without the context processors: they would load the user in full.
-    # row_poll: the row keeps polling itself (the page poll's baseline, benchmarks/bench_poll_load.py).
-    context.update(request=request, csrf_token=get_token(request), row_poll=True)
-    return HttpResponse(get_template("batches/list.html#row").render(context))
+    if version == request.GET.get("v"):
+        return HttpResponse(status=204)
+    # Rendered once per version for everyone (the version covers the role), as the page poll's rows.
+    return HttpResponse(views_live.row_poll_fragment(request, batch, version, context["now"]))
 
 
 @require_GET

@@ -11,48 +11,70 @@ versions of what the page shows: its running rows (`data-live` + `data-version`)
   the title. New batches at the top of the list's first page are put on top of the table.
 
 Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
-kept in the shared cache; the per-request parts (the CSRF token of the no-JavaScript cancel form and
-the page to return to) are filled in afterwards.
+kept in Redis as text (the row's own poll too: row_poll_fragment); the per-request parts (the CSRF token
+of the no-JavaScript cancel form and the page to return to) are filled in afterwards. A page's state
+(its rows' versions, the summary) is kept in Redis per page and role and read in the same round trip as
+the change token; after a change one request works it out again while the others answer from the kept
+one (_page_state).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import pickle
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
 from django.http import Http404, HttpResponse, QueryDict
 from django.middleware.csrf import get_token
+from django.template import Context, Engine, Template, engines
+from django.template.backends.django import DjangoTemplates
+from django.template.context_processors import csrf
 from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
 
 from accounts.polls import PollRequest, poll_login_required
 from batches import live, live_selectors, rows, selectors, selectors_history
 from batches.models import Batch
 from batches.selectors import BatchFilters
+from dashboard import shared_redis
 
 # A page with running rows polls this often; one without only watches for new batches, slower.
 FAST_SECONDS = 5
 SLOW_SECONDS = 30
 ROW_CACHE_SECONDS = 300
+ROW_PREFIX = "batch-dashboard:live-row:"
+ROW_POLL_PREFIX = "batch-dashboard:row-poll:"
 # How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
+# A page's state is kept this long after it was worked out, to answer from while one request works
+# out the next (views_live._page_state); that request has this long before another may try.
+PAGE_STATE_KEEP_SECONDS = 60
+PAGE_STATE_PREFIX = "batch-dashboard:live-page:"
+PAGE_STATE_BUSY_SECONDS = 5
+# How soon a tab answered from a page state older than the current token polls again.
+CATCH_UP_SECONDS = 1.0
 # What the poll itself adds to the page's query string; the rest are the list's filters.
 POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
 MAX_WATCHED = 20
 # Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
 CSRF_SLOT = "LIVECSRFSLOTQ7X"
 NEXT_SLOT = "LIVENEXTSLOTQ7X"
+URL_SLOT = "LIVEURLSLOTQ7X"
 
 
 @dataclass(frozen=True)
@@ -99,12 +121,24 @@ class Shown:
 
 
 def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) -> str:
-    query = query.copy()
+    """The poll element for `query`, which it completes (callers pass a QueryDict of their own)."""
     query["c"] = token or ""
     query["t"] = str(int(time.time()))
-    return get_template("batches/_live_poll.html").render(
-        {"poll_url": f"{url}?{query.urlencode()}", "poll_seconds": seconds}
-    )
+    markup = _poll_markup(_engine().get_template("batches/_live_poll.html"), seconds)
+    # The template's output with the URL escaped as its autoescaping would: safe to put in a page.
+    return mark_safe(markup.replace(URL_SLOT, escape(f"{url}?{query.urlencode()}")))
+
+
+def _engine() -> Engine:
+    return cast(DjangoTemplates, engines["django"]).engine  # the project's one template backend
+
+
+@functools.lru_cache(maxsize=8)
+def _poll_markup(template: Template, seconds: int) -> str:
+    """The poll element with a stand-in for its URL, rendered once per template and interval: the
+    render was a tenth of a poll. Keyed by the loaded template, so an edited one is rendered again
+    when Django's template loader loads it again."""
+    return template.render(Context({"poll_url": URL_SLOT, "poll_seconds": seconds}))
 
 
 def _watching(watched: str) -> QueryDict:
@@ -114,45 +148,94 @@ def _watching(watched: str) -> QueryDict:
 
 
 def _page_query(request: PollRequest) -> QueryDict:
-    query = request.GET.copy()
-    for name in POLL_PARAMS:
-        query.pop(name, None)
+    """The list's filters from the poll's query string: built afresh rather than copied (QueryDict's
+    copy is a deep copy, a measurable part of a poll, and most of the string is the rows)."""
+    query = QueryDict(mutable=True)
+    for name, values in request.GET.lists():
+        if name not in POLL_PARAMS:
+            query.setlist(name, values)
     return query
 
 
 @dataclass(frozen=True)
 class PageState:
-    """What a list page with these rows and filters should show, for one change token: shared by every
-    tab polling the same page (a team watching one list) through the cache, so that one of them pays
-    the queries and the summary's render per change, and the others one cache read."""
+    """What a list page with these rows and filters should show, as of one change token: shared by
+    every tab polling the same page (a team watching one list) through the cache, so that one of them
+    pays the queries and the summary's render per change, and the others one cache read."""
 
+    token: str | None  # the change token it was worked out for
+    computed_at: float  # time.time() when it was worked out
     rows: dict[int, tuple[str, bool]]  # pk: (version, still active)
     summary_version: str
     summary: str  # the summary card and the title, to send when a page's version differs
     newest: int | None  # the first row of the first page, when the page asked
 
 
-def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None) -> PageState:
-    key = (
-        "live-page:"
-        + hashlib.blake2b(
-            repr(
-                (
-                    token,
-                    page_query.urlencode(),
-                    sorted(shown.rows),
-                    request.poller.can_operate,
-                    request.poller.can_admin,
-                    shown.first is not None,
-                )
-            ).encode(),
-            digest_size=16,
-        ).hexdigest()
+def _state_key(request: PollRequest, shown: Shown, page_query: QueryDict) -> str:
+    """Where the state of this page (filters, rows shown, the asker's role) is kept in Redis: known
+    before the change token, so that it is read in the same round trip (live.watch_and_read)."""
+    page = (
+        page_query.urlencode(),
+        sorted(shown.rows),
+        request.poller.can_operate,
+        request.poller.can_admin,
+        shown.first is not None,
     )
-    state = cache.get(key) if token is not None else None
-    if isinstance(state, PageState):
-        return state
+    return PAGE_STATE_PREFIX + hashlib.blake2b(repr(page).encode(), digest_size=16).hexdigest()
+
+
+def _page_state(
+    request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None, key: str, kept: bytes | None
+) -> PageState:
+    """The page's state for `token`, or, while another request is working that out, the last one
+    kept (`kept`, read with the token; it carries its own older token, which the answer then
+    carries: the tab asks again soon and gets the new state). Without this, every poll arriving
+    between a change and the first request to finish the new state would work it out too: a change
+    would cost every tab polling at that moment the queries and the render, the tail of the answer
+    times under load. Kept in Redis (dashboard.shared_redis), shared by every web process."""
+    if token is None:  # Redis is unreachable: nothing is shared, nothing kept
+        return _work_out_state(request, shown, page_query, None)
+    state = _unpickled(kept)
+    if state is not None:
+        if state.token == token and 0 <= time.time() - state.computed_at < PAGE_STATE_SECONDS:
+            return state
+        # One request works out the new state; the others meanwhile answer from the kept one.
+        if not _claim(key):
+            return state
+    state = _work_out_state(request, shown, page_query, token)
+    with contextlib.suppress(RedisError, OSError):
+        pipe = shared_redis.client().pipeline(transaction=False)
+        pipe.set(key, pickle.dumps(state, pickle.HIGHEST_PROTOCOL), ex=PAGE_STATE_KEEP_SECONDS)
+        pipe.delete(f"{key}:busy")
+        pipe.execute()
+    return state
+
+
+def _claim(key: str) -> bool:
+    """Whether this request may work out the page's new state: no other one is at it."""
+    try:
+        return bool(shared_redis.client().set(f"{key}:busy", 1, nx=True, ex=PAGE_STATE_BUSY_SECONDS))
+    except (RedisError, OSError):
+        return True
+
+
+def _unpickled(kept: bytes | None) -> PageState | None:
+    # Written by this module alone (as Django's cache pickles what it keeps in the same Redis); a
+    # value from an older release that no longer loads is simply worked out again.
+    if not kept:
+        return None
+    try:
+        state = pickle.loads(kept)
+    except Exception:
+        return None
+    return state if isinstance(state, PageState) else None
+
+
+def _work_out_state(
+    request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None
+) -> PageState:
     now = timezone.now()
+    computed_at = time.time()
     filters = BatchFilters.from_query(page_query)
     counts = selectors.status_counts(filters, token)
     health = selectors.sync_health(selectors.all_connections(), now)
@@ -167,7 +250,9 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
         "oob": True,
     }
     title = get_template("batches/list.html#title").render({"counts": counts}).strip()
-    state = PageState(
+    return PageState(
+        token=token,
+        computed_at=computed_at,
         rows=live_selectors.row_versions(
             shown.rows,
             now=now,
@@ -180,9 +265,6 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
         + get_template("batches/list.html#summary").render(context),
         newest=live_selectors.newest_pk(filters) if shown.first is not None else None,
     )
-    if token is not None:
-        cache.set(key, state, PAGE_STATE_SECONDS)
-    return state
 
 
 @require_GET
@@ -190,12 +272,16 @@ def _page_state(request: PollRequest, shown: Shown, page_query: QueryDict, token
 @poll_login_required
 def list_live(request: PollRequest) -> HttpResponse:
     shown = Shown.from_query(request.GET)
-    reading = live.watch_and_read(shown.watched)
+    page_query = _page_query(request)
+    key = _state_key(request, shown, page_query)
+    # One round trip: watched, the change token, the refreshes due, and the page's kept state.
+    reading = live.watch_and_read(shown.watched, also_get=(key,))
     token = reading.token
     if shown.is_current(token):
         return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
-    page_query = _page_query(request)
-    state = _page_state(request, shown, page_query, token)
+    state = _page_state(request, shown, page_query, token, key, reading.also[0] if reading.also else None)
+    # Usually the current token; an older one while another request works out the current state.
+    token = state.token
     response = HttpResponse()
     new_rows, running = "", False
     first = shown.first
@@ -204,19 +290,20 @@ def list_live(request: PollRequest) -> HttpResponse:
         # page shows stay. A first row that only left the filter (no longer running) changes nothing.
         new_rows, newest, running = _new_rows(request, BatchFilters.from_query(page_query), first)
         first = newest if newest is not None and newest > first else first
-    live_query = page_query.copy()
+    live_query = _page_query(request)
     live_query["w"] = ",".join(shown.watched)
     if first is not None:
         live_query["first"] = str(first)
     running = running or any(active for _, active in state.rows.values())
     live_query["r"] = "1" if running else "0"
-    response.write(poll_element(reverse("batches:live"), live_query, token, _seconds(running)))
+    # This very URL (the list's poll), without a reverse() per poll.
+    response.write(poll_element(request.path, live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
     response.write("".join(_row_fragments(request, changed)))
     response.write(new_rows)
     if state.summary_version != shown.parts["s"]:
         response.write(state.summary)
-    return _paced(response, reading, shown.watched, running)
+    return _paced(response, reading, shown.watched, running, catch_up=token != reading.token)
 
 
 # From a refresh's due moment to its rows committed (beat's dispatcher starts it within a second, then
@@ -228,11 +315,20 @@ POLL_SPREAD_SECONDS = 2.0
 
 
 def _paced(
-    response: HttpResponse, reading: live.Reading, watched: Sequence[str], running: bool
+    response: HttpResponse,
+    reading: live.Reading,
+    watched: Sequence[str],
+    running: bool,
+    *,
+    catch_up: bool = False,
 ) -> HttpResponse:
     """Tell the page when to poll next (static/js/app.js): just after the next refresh of what it
     watches, so that a change waits for one interval, not for a refresh and then a poll; never later
-    than the page's own interval. X-Live-Poll-In is in milliseconds."""
+    than the page's own interval; soon when the answer was older than the current token
+    (`catch_up`). X-Live-Poll-In is in milliseconds."""
+    if catch_up:
+        response["X-Live-Poll-In"] = str(round(CATCH_UP_SECONDS * 1000 * random.uniform(1, 2)))
+        return response
     seconds = float(_seconds(running))
     due = reading.next_refresh_of(watched)
     if running and due is not None:
@@ -250,25 +346,66 @@ def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
     request's own form token and return address filled in."""
     if not changed:
         return []
-    keys = {pk: f"live-row:{pk}:{version}" for pk, version in changed.items()}
-    cached: dict[str, str] = cache.get_many(list(keys.values()))
-    fragments = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    keys = {pk: f"{ROW_PREFIX}{pk}:{version}" for pk, version in changed.items()}
+    # Plain UTF-8 in Redis (dashboard.shared_redis), beside the page's state: no pickling.
+    try:
+        cached = shared_redis.client().mget(list(keys.values()))
+    except (RedisError, OSError):
+        cached = [None] * len(keys)
+    fragments = {pk: _text(text) for pk, text in zip(keys, cached, strict=True) if text is not None}
     missing = [pk for pk in keys if pk not in fragments]
     if missing:
         fresh = _render_rows(request, missing)
         # Kept under the version each row was rendered at, which may be newer than the one compared.
-        cache.set_many(
-            {f"live-row:{pk}:{version}": text for pk, (version, text) in fresh.items()}, ROW_CACHE_SECONDS
-        )
+        with contextlib.suppress(RedisError, OSError):
+            pipe = shared_redis.client().pipeline(transaction=False)
+            for pk, (version, text) in fresh.items():
+                pipe.set(f"{ROW_PREFIX}{pk}:{version}", text.encode(), ex=ROW_CACHE_SECONDS)
+            pipe.execute()
         fragments.update({pk: text for pk, (_, text) in fresh.items()})
-    csrf = get_token(request)
-    htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; a PollRequest does not say so
-    back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+    texts = list(fragments.values())
+    # Only rows with a cancel form (an operator's) have the slots: a viewer's poll masks no CSRF token.
+    if any(CSRF_SLOT in text or NEXT_SLOT in text for text in texts):
+        csrf = get_token(request)
+        htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; PollRequest does not say
+        back = escape((htmx.current_url_abs_path if htmx else None) or "/")
+        texts = [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in texts]
     # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
-    return [
-        f"<template>{text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back)}</template>"
-        for text in fragments.values()
-    ]
+    return [f"<template>{text}</template>" for text in texts]
+
+
+def row_poll_fragment(request: PollRequest, batch: Batch, version: str, now: datetime) -> str:
+    """A row as its own poll renders it (views.batch_row, the page poll's baseline), rendered once
+    per version (selectors.row_version, which covers the asker's role) for everyone and kept in Redis
+    like the page poll's rows, with this request's form token and address filled in."""
+    key = f"{ROW_POLL_PREFIX}{batch.pk}:{version}"
+    try:
+        kept = shared_redis.client().get(key)
+    except (RedisError, OSError):
+        kept = None
+    if kept is not None:
+        text = _text(kept)
+    else:
+        stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
+        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
+        context = {
+            "row": row,
+            "now": now,
+            "stalled_after": stalled_after,
+            "row_poll": True,  # the row keeps polling itself
+            "csrf_token": CSRF_SLOT,
+            "request": {"get_full_path": NEXT_SLOT},
+        }
+        text = get_template("batches/list.html#row").render(context)
+        with contextlib.suppress(RedisError, OSError):
+            shared_redis.client().set(key, text.encode(), ex=ROW_CACHE_SECONDS)
+    if CSRF_SLOT in text or NEXT_SLOT in text:  # an operator's row: its cancel form
+        text = text.replace(CSRF_SLOT, get_token(request)).replace(NEXT_SLOT, escape(request.get_full_path()))
+    return text
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:
@@ -301,7 +438,7 @@ def _new_rows(request: PollRequest, filters: BatchFilters, first: int) -> tuple[
     now = timezone.now()
     stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
     template = get_template("batches/list.html#row")
-    context = {"stalled_after": stalled_after, "request": request, "csrf_token": get_token(request)}
+    context = {"stalled_after": stalled_after, "request": request, **csrf(request)}
     made, running = [], False
     for batch in page.rows:
         if batch.pk == first or batch.pk < first:
@@ -379,7 +516,7 @@ def _detail_parts(request: PollRequest, batch: Batch, shown: Shown) -> list[str]
         "history_version": history_version,
         "oob": True,
         "request": request,
-        "csrf_token": get_token(request),
+        **csrf(request),  # masked only if a card holds a form
     }
     parts = []
     if live_version != shown.parts["v"]:

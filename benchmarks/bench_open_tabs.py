@@ -25,7 +25,10 @@ between requests (httpload.run_wrk's pause), so the request rate is the tabs' (t
 the page poll, 10 x tabs for per-row). For each mode the tab counts of its
 ladder are tried in turn, --seconds each after a 3 s warm-up, until one fails; a count is served when
 p99 <= 250 ms, no errors (socket errors, answers other than 200/204, HX-Redirect) and at least 90 % of
-the requests it should have sent were answered (a server that falls behind slows wrk down). The
+the requests it should have sent were answered (a server that falls behind slows wrk down). Each
+connection sends its first request at once and paces the following ones (httpload.run_wrk says why:
+otherwise the first request of every connection waited for gunicorn threads held by connections still
+silent, a tail of the benchmark's own making). The
 headline is the largest page-poll count served (goal: at least 2,000), and its ratio to per-row's.
 wrk shares the machine's cores with the server, alike in both modes.
 """
@@ -238,7 +241,8 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             "1 in 10 a stale one (a render), the same one change in ten.",
             f"wrk {context['wrk']}: keep-alive connections, about 0.8 x the request rate and at most "
             f"{MAX_CONNECTIONS} (as nginx's upstream pool carries browsers' polls to gunicorn), each waiting "
-            f"0.5-1.5x its share of the interval between requests; {args.seconds} s per tab count "
+            f"0.5-1.5x its share of the interval between requests (the first request of each at once); "
+            f"{args.seconds} s per tab count "
             f"after 3 s at the same rate. Served: p99 <= {P99_LIMIT_MS:.0f} ms, no errors, and at least "
             f"{MIN_SENT_SHARE:.0%} of the target request rate answered. wrk shares the cores with the "
             "server.",

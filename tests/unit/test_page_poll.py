@@ -259,3 +259,68 @@ def test_the_answer_says_to_poll_again_just_after_the_next_refresh(client, membe
     assert 3000 <= int(answer["X-Live-Poll-In"]) <= 5000
     live.record_next_refresh(batch.connection_id, time.time() + 60)  # an idle connection's next refresh
     assert page.poll(client)["X-Live-Poll-In"] == "5000"
+
+
+def test_while_one_poll_works_out_a_changed_page_the_others_answer_from_the_kept_one_and_come_back_soon(
+    client, member, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A change must not make every tab polling at that moment run the page's queries (the tail of
+    the answer times under load): one does, the others answer from the state kept for the older
+    token, carrying that token, so that they ask again within a couple of seconds."""
+    running = [make_batch(status="in_progress", completed_requests=1, failed_requests=0) for _ in range(2)]
+    page = open_list(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        observe(running[0], completed=2)
+    page.take(page.poll(client).content.decode())  # works out the state for this token, and keeps it
+    kept_token = re.search(r"[?&]c=([^&]*)", page.poll_url).group(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        observe(running[1], completed=3)
+    # Another poll is working out the new state: it holds the page's busy mark.
+    monkeypatch.setattr("batches.views_live._claim", lambda key: False)
+    answer = page.poll(client)
+    body = answer.content.decode()
+    assert answer.status_code == 200 and '<tr id="batch-' not in body
+    assert f"c={kept_token}&" in html.unescape(body)
+    assert 1000 <= int(answer["X-Live-Poll-In"]) <= 2000
+    page.take(body)
+    monkeypatch.undo()  # that poll is done (or its mark lapsed)
+    body = page.poll(client).content.decode()
+    assert re.findall(r'<tr id="batch-(\d+)"', body) == [str(running[1].pk)]
+    assert f"c={kept_token}&" not in html.unescape(body)
+
+
+def test_a_page_state_is_worked_out_by_one_poll_and_read_by_the_next_with_the_token(
+    client, member, django_assert_max_num_queries
+):
+    """The second tab of a page reads the state the first one worked out, in the same Redis round
+    trip as the change token: no query but the session's."""
+    make_batch(status="in_progress")
+    page = open_list(client)
+    stale = page.poll_url.replace("&c=", "&c=outdated") if "&c=" in page.poll_url else page.poll_url
+    first = Page(client.get("/").content.decode())
+    first.poll_url = stale
+    first.poll(client)  # the first tab: its poller is checked in full, and the page's state worked out
+    second = Page(client.get("/").content.decode())
+    second.poll_url = stale
+    with django_assert_max_num_queries(1):
+        answer = second.poll(client)
+    assert answer.status_code == 200 and 'id="live-poll"' in answer.content.decode()
+    assert redis_client().keys("batch-dashboard:live-page:*")
+
+
+def test_the_poll_element_is_the_templates_own_render_with_its_url_escaped(monkeypatch):
+    """The element is rendered once with a stand-in for its URL (views_live._poll_markup): the answer
+    must be what rendering the template with the URL gives, quotes and ampersands escaped."""
+    from django.http import QueryDict
+    from django.template.loader import get_template
+
+    from batches.views_live import poll_element
+
+    monkeypatch.setattr("batches.views_live.time.time", lambda: 1_700_000_000.0)
+    query = QueryDict(mutable=True)
+    query.setlist("q", ['a"b<c>&d'])
+    expected = get_template("batches/_live_poll.html").render(
+        {"poll_url": "/live/?q=a%22b%3Cc%3E%26d&c=1-2&t=1700000000", "poll_seconds": 30}
+    )
+    assert poll_element("/live/", query, "1-2", 30) == expected
+    assert "&amp;c=1-2" in expected

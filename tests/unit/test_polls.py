@@ -1,5 +1,6 @@
 """Row polls reuse their check of who is polling for a few seconds (accounts/polls.py)."""
 
+import re
 import time
 from types import SimpleNamespace
 
@@ -8,6 +9,7 @@ from django.contrib.auth.models import User
 
 from accounts import polls
 from accounts.roles import OPERATOR, VIEWER, set_role
+from dashboard.shared_redis import client as redis_client
 from tests.support.factories import make_batch, make_user
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +91,36 @@ def test_a_password_changed_elsewhere_ends_polling_once_the_window_passes(client
     operator.save()
     window_passes()
     assert "HX-Redirect" in poll(client, batch)
+
+
+def test_a_changed_row_is_rendered_once_for_everyone_with_each_askers_own_form_token(
+    client, operator, monkeypatch
+):
+    """The row poll keeps its render per version in Redis (views_live.row_poll_fragment), as the page
+    poll does; an operator's copy still carries that operator's own CSRF token and return address,
+    and a viewer's (another version: the role is part of it) has no cancel form at all."""
+    from django.test import Client
+
+    from batches import views_live
+
+    batch = make_batch(status="in_progress")
+    first = client.get(f"/batches/{batch.pk}/row/?v=old", HTTP_HX_REQUEST="true").content.decode()
+    other = Client()
+    other.force_login(make_user("op2", OPERATOR))
+    rendered = []
+    real = views_live.get_template
+    monkeypatch.setattr(views_live, "get_template", lambda name: rendered.append(name) or real(name))
+    second = other.get(f"/batches/{batch.pk}/row/?v=older", HTTP_HX_REQUEST="true").content.decode()
+    assert rendered == []  # the first operator's render, from Redis
+    assert redis_client().keys(f"{views_live.ROW_POLL_PREFIX}{batch.pk}:*")
+    tokens = [
+        re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1) for body in (first, second)
+    ]
+    assert tokens[0] != tokens[1] and views_live.CSRF_SLOT not in first + second
+    assert f'name="next" value="/batches/{batch.pk}/row/?v=older"' in second
+    viewer = Client()
+    viewer.force_login(make_user("watcher", VIEWER))
+    assert (
+        ">Cancel<"
+        not in viewer.get(f"/batches/{batch.pk}/row/?v=old", HTTP_HX_REQUEST="true").content.decode()
+    )
