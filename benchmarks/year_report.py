@@ -167,6 +167,11 @@ def figures(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]
         "each hour's freed space takes the next hour's rows; its uncompacted on-disk size is listed too.",
         "housekeeping of a day: one more day of data, then housekeeping a day later. Lock waits: a probe "
         "process writing as the sync does every 50 ms during each housekeeping run.",
+        *(
+            ["the databases ran at the same time (--parallel), each sharing the 2 cores with the other"]
+            if getattr(args, "parallel", False)
+            else []
+        ),
         f"query plans: {len(plans)} EXPLAINs after housekeeping, written to docs/query-plans.md"
         + (f"; not as meant: {', '.join(bad)}" if bad else "; each uses the index meant for it"),
     ]
