@@ -4,8 +4,6 @@ database. A change bumped by the writer's path (batches.live.bump) reaches an op
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,37 +17,16 @@ from accounts.roles import VIEWER, set_role
 from batches import live
 from batches.models import Connection
 from dashboard import shared_redis
-from tests.conftest import REPO, free_port, wait_for_port
-from tests.support.processes import stop_process_group, subprocess_env
+from tests.support.events_server import events_server
 
 STREAM_SECONDS = 4
 
 
 @pytest.fixture
 def events_url(transactional_db, redis_settings: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = subprocess_env(
-        REDIS_URL=redis_settings,
-        DASHBOARD_EVENTS_BIND=f"127.0.0.1:{port}",
-        LIVE_EVENTS_STREAM_SECONDS=str(STREAM_SECONDS),
-        LIVE_EVENTS_HEARTBEAT_SECONDS="0.5",
-        GUNICORN_ACCESS_LOG="-",
-    )
-    log = tmp_path / "events.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "dashboard.asgi", "--config", "deploy/gunicorn_events.conf.py"],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=60, process=process)
+    settings = {"LIVE_EVENTS_STREAM_SECONDS": str(STREAM_SECONDS), "LIVE_EVENTS_HEARTBEAT_SECONDS": "0.5"}
+    with events_server(redis_settings, tmp_path / "events.log", **settings) as port:
         yield f"http://127.0.0.1:{port}/live/events/"
-    finally:
-        stop_process_group(process)
-        print(log.read_text(errors="replace")[-3000:])
 
 
 def session_cookie(username: str) -> dict[str, str]:
