@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 from asgiref.sync import sync_to_async
+from django import db
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.handlers.asgi import ASGIRequest
@@ -43,6 +44,16 @@ def visible_names(names: list[str]) -> list[str]:
     return [name for name in names if name == live.EVERY_CONNECTION or name in existing]
 
 
+def _visible_names_then_close(names: list[str]) -> list[str]:
+    """visible_names, and then this request's database connection is closed: under ASGI each request
+    has its own, and a stream open for minutes would otherwise hold one (a PostgreSQL connection per
+    open page). Nothing after this reads the database."""
+    try:
+        return visible_names(names)
+    finally:
+        db.connections.close_all()
+
+
 @login_not_required  # checked here: a 403, never the sign-in page, for a stream's reconnect
 @require_GET
 async def live_events_view(request: HttpRequest) -> HttpResponseBase:
@@ -52,7 +63,7 @@ async def live_events_view(request: HttpRequest) -> HttpResponseBase:
     user = await request.auser()
     if not (user.is_authenticated and user.is_active):
         return _allow_origin(request, HttpResponse("Sign in first.", status=403, content_type="text/plain"))
-    watched = await sync_to_async(visible_names)(watched_names(request.GET.get("w", "")))
+    watched = await sync_to_async(_visible_names_then_close)(watched_names(request.GET.get("w", "")))
     if not watched:
         return _allow_origin(request, HttpResponse(status=204))  # nothing to tell: EventSource stops
     hub = live_events.hub_for_this_loop(settings.REDIS_URL)

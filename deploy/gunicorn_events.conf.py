@@ -1,7 +1,7 @@
 """gunicorn's settings for the events server: the push doorbell's Server-Sent Events (/live/events/,
 batches/views_events.py), behind the same nginx as the web server (deploy/nginx/batch-dashboard.conf
 sends /live/events/ here). The systemd unit deploy/systemd/batch-dashboard-events.service passes
-`dashboard.asgi --config deploy/gunicorn_events.conf.py`.
+`dashboard.asgi_events --config deploy/gunicorn_events.conf.py`.
 
 gunicorn's own ASGI worker (an asyncio loop, no thread per request): an open page holds one idle stream
 for minutes, and one such process holds thousands of them, with one Redis subscription between them

@@ -44,15 +44,16 @@
     lastNudge = Date.now();
     htmx.trigger(element, "live-nudge");
   }
+  // The end of a poll is the end of its XHR: htmx:afterRequest does not reach the document when the
+  // answer replaced the poll element (out-of-band swaps included).
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (!event.detail.elt.hasAttribute("data-page-poll")) return;
     inFlight = true;
     inFlightSince = Date.now();
-  });
-  document.addEventListener("htmx:afterRequest", function (event) {
-    if (!event.detail.elt.hasAttribute("data-page-poll")) return;
-    inFlight = false;
-    if (pending) nudge();
+    event.detail.xhr.addEventListener("loadend", function () {
+      inFlight = false;
+      if (pending) setTimeout(nudge, 0);
+    });
   });
   function watches(data) {
     const element = poll();

@@ -28,8 +28,8 @@ def pushing(live_server, redis_settings: str, settings, tmp_path, monkeypatch) -
     host = urlsplit(live_server.url).hostname
     with events_server(
         redis_settings, tmp_path / "events.log", LIVE_EVENTS_ALLOWED_ORIGINS=live_server.url
-    ) as port:
-        origin = f"http://{host}:{port}"
+    ) as server:
+        origin = f"http://{host}:{server.port}"
         settings.LIVE_EVENTS_URL = f"{origin}/live/events/"
         directives = settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]
         settings.CONTENT_SECURITY_POLICY = {
@@ -85,6 +85,14 @@ def test_a_change_makes_the_page_poll_at_once_though_its_timer_is_a_minute(page,
     expect(page.locator(f"#batch-{batch.pk}")).to_contain_text("77 done", timeout=5_000)
     assert len(polls) == before + 1
     assert polls[before] - changed_at < 2.0
+    # And again after that answer (which replaced the poll element): each change is a nudge.
+    page.wait_for_timeout(1500)
+    Batch.objects.filter(pk=batch.pk).update(completed_requests=88)
+    changed_at = time.monotonic()
+    live.bump(batch.connection_id)
+    expect(page.locator(f"#batch-{batch.pk}")).to_contain_text("88 done", timeout=5_000)
+    assert len(polls) == before + 2
+    assert polls[before + 1] - changed_at < 2.0
 
 
 def test_a_burst_of_changes_makes_one_poll_not_one_each(page, live_server, pushing):

@@ -17,16 +17,21 @@ from accounts.roles import VIEWER, set_role
 from batches import live
 from batches.models import Connection
 from dashboard import shared_redis
-from tests.support.events_server import events_server
+from tests.support.events_server import EventsServer, events_server
 
 STREAM_SECONDS = 4
 
 
 @pytest.fixture
-def events_url(transactional_db, redis_settings: str, tmp_path: Path) -> Iterator[str]:
+def server(transactional_db, redis_settings: str, tmp_path: Path) -> Iterator[EventsServer]:
     settings = {"LIVE_EVENTS_STREAM_SECONDS": str(STREAM_SECONDS), "LIVE_EVENTS_HEARTBEAT_SECONDS": "0.5"}
-    with events_server(redis_settings, tmp_path / "events.log", **settings) as port:
-        yield f"http://127.0.0.1:{port}/live/events/"
+    with events_server(redis_settings, tmp_path / "events.log", **settings) as started:
+        yield started
+
+
+@pytest.fixture
+def events_url(server: EventsServer) -> str:
+    return f"http://127.0.0.1:{server.port}/live/events/"
 
 
 def session_cookie(username: str) -> dict[str, str]:
@@ -99,7 +104,9 @@ def test_a_viewer_is_told_of_a_change_to_a_connection_they_watch_and_not_of_anot
     assert [line for line in lines if line.startswith("data:")] == [f"data: {shown.pk}"]
 
 
-def test_a_burst_of_changes_is_one_event_and_many_streams_share_one_redis_subscription(events_url: str):
+def test_many_streams_share_one_redis_subscription_and_hold_no_thread_each(
+    server: EventsServer, events_url: str
+):
     shown = Connection.objects.create(name="shown", base_url="http://127.0.0.1:9/v1")
     cookies = session_cookie("viewer")
     with httpx.Client(timeout=httpx.Timeout(10, read=3)) as http:
@@ -111,6 +118,8 @@ def test_a_burst_of_changes_is_one_event_and_many_streams_share_one_redis_subscr
                 reader.read_until(": connected", 5)
             wait_for_subscribers(1)
             assert shared_redis.client().pubsub_numsub(live.EVENTS_CHANNEL)[0][1] == 1
+            # Nor a thread per stream (dashboard/asgi_events.py): the loop's, and asgiref's one shared.
+            assert server.worker_threads() <= 3
             live.bump(shown.pk)
             for reader in readers:
                 reader.read_until(f"data: {shown.pk}", 5)

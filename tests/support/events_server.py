@@ -8,15 +8,33 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO, free_port, wait_for_port
 from tests.support.processes import stop_process_group, subprocess_env
 
+CONFIG = REPO / "deploy" / "gunicorn_events.conf.py"
+
+
+@dataclass(frozen=True)
+class EventsServer:
+    port: int
+    process: subprocess.Popen
+
+    def worker_threads(self) -> int:
+        """Threads of its (one) worker process, from Linux's /proc."""
+        master = self.process.pid
+        (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no thread count for {worker}")
+
 
 @contextmanager
-def events_server(redis_url: str, log: Path, **settings: str) -> Iterator[int]:
-    """Starts it and yields its port; stops it (and prints the end of its log) afterwards."""
+def events_server(redis_url: str, log: Path, **settings: str) -> Iterator[EventsServer]:
+    """Starts it; stops it (and prints the end of its log) afterwards."""
     port = free_port()
     env = subprocess_env(
         REDIS_URL=redis_url,
@@ -25,7 +43,7 @@ def events_server(redis_url: str, log: Path, **settings: str) -> Iterator[int]:
         **settings,
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "dashboard.asgi", "--config", "deploy/gunicorn_events.conf.py"],
+        [sys.executable, "-m", "gunicorn", "dashboard.asgi_events", "--config", str(CONFIG)],
         cwd=REPO,
         env=env,
         stdout=log.open("wb"),
@@ -34,7 +52,7 @@ def events_server(redis_url: str, log: Path, **settings: str) -> Iterator[int]:
     )
     try:
         wait_for_port(port, timeout=60, process=process)
-        yield port
+        yield EventsServer(port, process)
     finally:
         stop_process_group(process)
         print(log.read_text(errors="replace")[-3000:])

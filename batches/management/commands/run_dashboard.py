@@ -181,7 +181,7 @@ class Command(BaseCommand):
             child_env.setdefault("LIVE_EVENTS_ALLOWED_ORIGINS", f"http://127.0.0.1:{web_port}")
             child_env["DASHBOARD_EVENTS_BIND"] = f"127.0.0.1:{events_port}"
             config = shlex.quote(str(Path(settings.BASE_DIR) / "deploy" / "gunicorn_events.conf.py"))
-            processes["events"] = f"exec {python} -m gunicorn dashboard.asgi --config {config}"
+            processes["events"] = f"exec {python} -m gunicorn dashboard.asgi_events --config {config}"
         processes["worker"] = f"exec {python} -m celery -A dashboard worker --loglevel=INFO --concurrency=2"
         processes["beat"] = (
             f"exec {python} -m celery -A dashboard beat --loglevel=INFO "
