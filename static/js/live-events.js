@@ -30,16 +30,29 @@
     url.searchParams.set("w", watched);
     return url;
   }
+  // A poll element answers a trigger only once htmx has processed it: a nudge that comes while an
+  // answer's new element is still settling waits for it (or, should that event be missed, a moment).
+  const processed = new WeakSet();
+  document.addEventListener("htmx:afterProcessNode", function (event) {
+    if (event.target.id !== "live-poll") return;
+    processed.add(event.target);
+    if (pending) nudge();
+  });
+  function later(ms) {
+    if (!nudgeTimer) nudgeTimer = setTimeout(function () { nudgeTimer = null; nudge(); }, ms);
+  }
   function nudge() {
     const element = poll();
     if (!element) return;
-    const wait = lastNudge + MIN_GAP_MS - Date.now();
+    pending = true;
     if (inFlight && Date.now() - inFlightSince > 10000) inFlight = false;  // an answer that never came
-    if (inFlight || wait > 0) {
-      pending = true;
-      if (!inFlight && !nudgeTimer) nudgeTimer = setTimeout(function () { nudgeTimer = null; nudge(); }, wait);
+    if (inFlight) return;  // its end nudges again
+    if (!processed.has(element)) {
+      if (!nudgeTimer) nudgeTimer = setTimeout(function () { nudgeTimer = null; processed.add(element); nudge(); }, 300);
       return;
     }
+    const wait = lastNudge + MIN_GAP_MS - Date.now();
+    if (wait > 0) return later(wait);
     pending = false;
     lastNudge = Date.now();
     htmx.trigger(element, "live-nudge");

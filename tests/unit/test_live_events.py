@@ -20,6 +20,9 @@ from dashboard import shared_redis
 from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db
+# The view closes its request's database connection before streaming, which a test's transaction
+# cannot survive.
+closes_its_connection = pytest.mark.django_db(transaction=True)
 
 
 def test_a_bump_publishes_the_connections_pk_once_its_transaction_commits(django_capture_on_commit_callbacks):
@@ -55,12 +58,14 @@ def asgi_get(path: str, user=None, **headers):
     return async_to_sync(get)()
 
 
+@closes_its_connection
 def test_under_asgi_anyone_signed_out_gets_403_and_no_stream():
     response = asgi_get("/live/events/?w=all")
     assert response.status_code == 403
     assert not response.streaming
 
 
+@closes_its_connection
 def test_under_asgi_a_signed_in_user_gets_a_stream_that_ends(settings):
     settings.LIVE_EVENTS_STREAM_SECONDS = 1
     settings.LIVE_EVENTS_HEARTBEAT_SECONDS = 0.3
@@ -75,6 +80,7 @@ def test_under_asgi_a_signed_in_user_gets_a_stream_that_ends(settings):
     assert text.startswith("retry: ") and ": heartbeat" in text
 
 
+@closes_its_connection
 def test_cors_is_answered_only_for_an_allowed_page_origin(settings):
     settings.LIVE_EVENTS_ALLOWED_ORIGINS = ["http://127.0.0.1:8000"]
     allowed = asgi_get("/live/events/?w=none", user=make_user("member"), Origin="http://127.0.0.1:8000")
