@@ -87,9 +87,14 @@ class Hub:
         while True:
             try:
                 await self._subscribe_and_dispatch(after_gap=failed)
-            except (RedisError, OSError) as error:
+            except Exception as error:  # whatever it was, the streams need the subscription back
+                was_up = self.subscribed.is_set()
                 self.subscribed.clear()
-                if not failed:
+                if was_up:
+                    pause = RETRY_FIRST_SECONDS  # a new outage starts with a short pause again
+                if not isinstance(error, RedisError | OSError):
+                    logger.exception("Live events: the Redis subscription failed; retrying")
+                elif was_up or not failed:
                     logger.warning(
                         "Live events: Redis subscription lost (%s); retrying", type(error).__name__
                     )
@@ -118,7 +123,6 @@ class Hub:
                     else:
                         logger.warning("Live events: skipped a message that is not a connection pk")
         finally:
-            self.subscribed.clear()
             await client.aclose()
 
 
