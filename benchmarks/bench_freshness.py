@@ -434,7 +434,7 @@ def figures(
             "refresh and poll cycles; the row is read every 0.1 s.",
             "webhooks: simulator/webhooks.py signs and posts batch.completed/failed/expired/cancelled to "
             "/webhooks/openai/simulated/ within 0.1 s of a finish; the dashboard queues a refresh of that "
-            "batch (alerts.tasks.refresh_batch_now), whose write is pushed to the page as above.",
+            "batch (alerts.tasks.refresh_batch_now); the page learns of that write as above.",
         ],
         "headline": {
             "name": "change -> screen p95, polled and with webhooks",
