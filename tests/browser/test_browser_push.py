@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from batches import live, views_live
 from batches.models import Batch
+from tests.browser.test_browser_live import sign_in
 from tests.support.events_server import events_server
 from tests.support.factories import make_batch
 
@@ -38,15 +38,6 @@ def pushing(live_server, redis_settings: str, settings, tmp_path, monkeypatch) -
         monkeypatch.setattr(views_live, "FAST_SECONDS", 60)
         monkeypatch.setattr(views_live, "SLOW_SECONDS", 60)
         yield
-
-
-def sign_in(page, live_server) -> None:
-    User.objects.create_user("watcher", password="pw-watcher-1")
-    page.goto(f"{live_server.url}/")
-    page.fill("input[name=username]", "watcher")
-    page.fill("input[name=password]", "pw-watcher-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
 
 
 def track(page) -> tuple[list[float], list[str]]:
