@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 CHANGES_KEY = "batch-dashboard:changes"
 WATCH_PREFIX = "batch-dashboard:watched:"
 NEXT_REFRESH_KEY = "batch-dashboard:next-refresh"
+# --- push (batches/live_events.py): every bump is also published here as the connection's pk, the
+# doorbell that makes open pages poll at once.
+EVENTS_CHANNEL = "batch-dashboard:changes:events"
+# --- end push
 # A page that shows every connection (the unfiltered list) watches this one key instead of each.
 EVERY_CONNECTION = "all"
 
@@ -43,7 +47,11 @@ def bump(connection_pk: int) -> None:
 
 def _bump_now(connection_pk: int) -> None:
     try:
-        client().hincrby(CHANGES_KEY, str(connection_pk), 1)
+        # One round trip for the counter and the doorbell (push: batches/live_events.py).
+        pipe = client().pipeline(transaction=False)
+        pipe.hincrby(CHANGES_KEY, str(connection_pk), 1)
+        pipe.publish(EVENTS_CHANNEL, str(connection_pk))
+        pipe.execute()
     except (RedisError, OSError) as error:
         logger.warning("Could not count a change of connection %s (%s)", connection_pk, type(error).__name__)
 

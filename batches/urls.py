@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views, views_bulk, views_connections, views_live, views_results
+from batches import views, views_bulk, views_connections, views_events, views_live, views_results
 
 app_name = "batches"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     # First: the row poll is the most frequent request (see dashboard/urls.py).
     path("batches/<int:pk>/row/", views.batch_row, name="row"),
     path("live/", views_live.list_live, name="live"),
+    path("live/events/", views_events.live_events_view, name="live_events"),
     path("", views.batch_list, name="list"),
     path("batches/<int:pk>/", views.batch_detail, name="detail"),
     path("batches/<int:pk>/live/", views_live.detail_live, name="detail_live"),

@@ -1,7 +1,8 @@
 """How fresh is an open page: from a change in the API (the simulator) to its appearance in Chromium.
 
     DJANGO_DEBUG=1 uv run python benchmarks/bench_freshness.py [--changes 50] [--finishes 50]
-        [--batches 400] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--json PATH]
+        [--batches 400] [--gap-min 3] [--gap-max 12] [--change-timeout 90] [--max-minutes 40] [--no-push]
+        [--json PATH]
 
 Run on demand; it is not part of the test suite, and with the defaults it takes about 8 minutes. It
 starts the whole stack as the browser tests do, on loopback, against a fresh SQLite file in a temporary
@@ -17,6 +18,10 @@ once every 5 s, just after the next refresh when it knows when that is):
   Celery       a worker (prefork, concurrency 2, as `make run`) and beat, as subprocesses
   web          `manage.py runserver --noreload --insecure` with DJANGO_DEBUG=0 (runserver, as `make run`,
                because it serves the static files the page needs; --insecure lets it with DEBUG off)
+  events       the push doorbell's events server as deployed (gunicorn's ASGI worker with
+               deploy/gunicorn_events.conf.py) on a port of its own, as `make run` starts it: the page
+               keeps an EventSource open to it and polls at once when its connection changes
+               (--no-push leaves it out: the page then polls on its 5 s timer alone, the baseline)
   Chromium     headless (Playwright, /usr/bin/chromium), signed in, showing /?status=in_progress
 
 After the first full sync, --changes times, at random intervals of --gap-min..--gap-max seconds (so
@@ -113,6 +118,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop the whole run after this (default 40)"
+    )
+    parser.add_argument(
+        "--no-push",
+        action="store_true",
+        help="without the events server: the page polls on its timer alone (the baseline)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -390,6 +400,7 @@ def figures(
         "timeouts": len(timeouts),
         "skipped_candidates": skipped,
         "simulated_batches": args.batches,
+        "push": not args.no_push,
         "gap_s": [args.gap_min, args.gap_max],
         **context,
         "delays_s": polled,
@@ -410,7 +421,12 @@ def figures(
         "notes": [
             "defaults: a watched connection's refresh every 5 s (each records when the next is due; beat's "
             "dispatcher, every second, starts it then), the page's one poll every 5 s, timed by the "
-            "server to land about 1.5-3 s after the next refresh.",
+            "server to land about 1.5-3 s after the next refresh, "
+            + (
+                "and at once when the events server's stream says the connection changed (push)."
+                if not args.no_push
+                else "and NO events server (--no-push): the page learns of a change on its timer alone."
+            ),
             f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server (the broker "
             "and, as in production, Django's cache), a Celery worker (prefork, concurrency 2) and beat, "
             "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",
@@ -418,8 +434,7 @@ def figures(
             "refresh and poll cycles; the row is read every 0.1 s.",
             "webhooks: simulator/webhooks.py signs and posts batch.completed/failed/expired/cancelled to "
             "/webhooks/openai/simulated/ within 0.1 s of a finish; the dashboard queues a refresh of that "
-            "batch (alerts.tasks.refresh_batch_now). The page still polls every 5 s, so the page's share "
-            "is up to one poll interval.",
+            "batch (alerts.tasks.refresh_batch_now); the page learns of that write as above.",
         ],
         "headline": {
             "name": "change -> screen p95, polled and with webhooks",
@@ -447,12 +462,21 @@ def main(argv: list[str] | None = None) -> int:
     server = sim = None
     try:
         database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-        web_port = free_port()
+        web_port, events_port = free_port(), free_port()
+        # Without push no page looks for an events server (LIVE_EVENTS_URL empty).
+        push = {"LIVE_EVENTS_URL": ""}
+        if not args.no_push:
+            push = {
+                "LIVE_EVENTS_URL": f"http://127.0.0.1:{events_port}/live/events/",
+                "LIVE_EVENTS_ALLOWED_ORIGINS": f"http://127.0.0.1:{web_port}",
+                "DASHBOARD_EVENTS_BIND": f"127.0.0.1:{events_port}",
+            }
         env = production_env(
             database_url,
             start_redis(),
             # The connection is the simulator on loopback, an internal address.
             DASHBOARD_ALLOW_INTERNAL_API_URLS="1",
+            **push,
             **{
                 KEY_ENV: KEY,
                 WEBHOOK_SECRET_ENV: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -479,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         set_role(user, VIEWER)
 
         print("starting the Celery worker and beat, and the web server ...", flush=True)
-        start_stack(children, workdir, env, web_port)
+        start_stack(children, workdir, env, web_port, events=not args.no_push)
         wanted = len(sim.batches())
         until = time.monotonic() + 120
         while Batch.objects.count() < wanted:

@@ -1,6 +1,7 @@
 """The dashboard running as `make run` runs it, for the benchmarks that watch it end to end: a Celery
-worker, beat and the web server as child processes on loopback, and a client for the simulator's control API
-(its state, and advancing its clock). Not a benchmark itself (run_all.py only runs bench_*.py)."""
+worker, beat, the web server and (when asked) the events server as child processes on loopback, and a
+client for the simulator's control API (its state, and advancing its clock). Not a benchmark itself
+(run_all.py only runs bench_*.py)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,27 @@ def start_worker(children: Children, workdir: Path, env: dict[str, str], name: s
     wait_for_log(worker_log, b" ready.", worker, 60, "the Celery worker")
 
 
-def start_stack(children: Children, workdir: Path, env: dict[str, str], web_port: int) -> None:
+def start_events(children: Children, workdir: Path, env: dict[str, str]) -> None:
+    """The events server (push, batches/views_events.py) as deployed: gunicorn's ASGI worker with
+    deploy/gunicorn_events.conf.py, listening on env's DASHBOARD_EVENTS_BIND."""
+    port = int(env["DASHBOARD_EVENTS_BIND"].rsplit(":", 1)[1])
+    config = str(REPO / "deploy" / "gunicorn_events.conf.py")
+    events = children.start(
+        "events",
+        [sys.executable, "-m", "gunicorn", "dashboard.asgi_events", "--config", config],
+        log=workdir / "events.log",
+        cwd=REPO,
+        env=env,
+    )
+    wait_for_port(port, timeout=60, process=events)
+
+
+def start_stack(
+    children: Children, workdir: Path, env: dict[str, str], web_port: int, *, events: bool = False
+) -> None:
     start_worker(children, workdir, env)
+    if events:
+        start_events(children, workdir, env)
     children.start(
         "beat",
         [

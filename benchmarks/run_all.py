@@ -42,6 +42,7 @@ DOC_ORDER = (
     "spend",
     "sync",
     "freshness",
+    "event_streams",
     "api_budget",
     "results",
     "upload",

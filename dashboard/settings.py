@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -326,6 +327,22 @@ SYNC_LOCK_TIMEOUT = env_int("SYNC_LOCK_TIMEOUT", 60, minimum=1)
 # changes: a batch becoming stalled).
 LIVE_WATCH_SECONDS = env_int("LIVE_WATCH_SECONDS", 30, minimum=1)
 LIVE_RECHECK_SECONDS = env_int("LIVE_RECHECK_SECONDS", 30, minimum=1)
+# Push (batches/live_events.py): open pages keep a Server-Sent Events stream to the events server (an
+# ASGI process of its own, deploy/gunicorn_events.conf.py) that says only "connection N changed", and
+# poll at once. LIVE_EVENTS_URL is where pages find it: a path behind the same nginx in production; ""
+# turns push off (pages poll on their timer, as they also do whenever the stream is down). An absolute
+# URL (`make run`, where runserver and the events server listen on two ports) is also allowed by the CSP,
+# and the events server answers the pages at LIVE_EVENTS_ALLOWED_ORIGINS with CORS.
+LIVE_EVENTS_URL = env_str("LIVE_EVENTS_URL", "/live/events/")
+LIVE_EVENTS_ALLOWED_ORIGINS = env_list("LIVE_EVENTS_ALLOWED_ORIGINS", [])
+# A stream ends after this many seconds, so that the browser reconnects and is authenticated again (a
+# signed-out session stops getting events), and says something every LIVE_EVENTS_HEARTBEAT_SECONDS so
+# that proxies keep it open and a closed tab is noticed.
+LIVE_EVENTS_STREAM_SECONDS = env_int("LIVE_EVENTS_STREAM_SECONDS", 180, minimum=1)
+LIVE_EVENTS_HEARTBEAT_SECONDS = env_float("LIVE_EVENTS_HEARTBEAT_SECONDS", 15.0, minimum=0.1)
+if LIVE_EVENTS_URL.startswith(("http://", "https://")):
+    _events = urlsplit(LIVE_EVENTS_URL)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["connect-src"].append(f"{_events.scheme}://{_events.netloc}")
 SYNC_IDLE_REFRESH_SECONDS = env_int("SYNC_IDLE_REFRESH_SECONDS", 60, minimum=1)
 SYNC_API_CALLS_PER_MINUTE = env_int("SYNC_API_CALLS_PER_MINUTE", 20, minimum=1)
 # With acks_late, a message whose worker died is handed out again after this many seconds. Workers look

@@ -15,6 +15,7 @@ from pathlib import Path
 
 DEFAULTS = {
     "DASHBOARD_UPSTREAM": "127.0.0.1:8000",
+    "DASHBOARD_EVENTS_UPSTREAM": "127.0.0.1:8001",
     "DASHBOARD_HTTP_LISTEN": "80",
     "DASHBOARD_HTTPS_LISTEN": "443",
     "DASHBOARD_STATIC_ROOT": "/srv/batch-dashboard/var/static",

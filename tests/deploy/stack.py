@@ -85,6 +85,7 @@ class Stack:
     https_port: int
     http_port: int
     gunicorn_port: int
+    events_port: int
     cert: Path
     simulator_port: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -209,7 +210,7 @@ def nginx_binary() -> str:
 
 def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
     cert, key = make_certificate(workdir)
-    https_port, http_port, gunicorn_port, simulator_port = (free_port() for _ in range(4))
+    https_port, http_port, gunicorn_port, events_port, simulator_port = (free_port() for _ in range(5))
     redis_base = redis_url.rsplit("/", 1)[0]
 
     env = {
@@ -230,6 +231,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
         DASHBOARD_CACHE_REDIS_URL=f"{redis_base}/3",
         DASHBOARD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         DASHBOARD_BIND=f"127.0.0.1:{gunicorn_port}",
+        DASHBOARD_EVENTS_BIND=f"127.0.0.1:{events_port}",
         WEB_CONCURRENCY="2",
         CELERY_WORKER_CONCURRENCY="1",
         GUNICORN_ACCESS_LOG="-",
@@ -241,7 +243,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
         OPENAI_WEBHOOK_SECRET="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
         ADMIN_PASSWORD=secrets.token_urlsafe(16),
     )
-    stack = Stack(workdir, env, https_port, http_port, gunicorn_port, cert, simulator_port)
+    stack = Stack(workdir, env, https_port, http_port, gunicorn_port, events_port, cert, simulator_port)
     try:
         stack.start(
             "simulator",
@@ -267,6 +269,8 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
 
         web = stack.start_unit("batch-dashboard-web.service")
         wait_for_port(gunicorn_port, timeout=60, process=web)
+        events = stack.start_unit("batch-dashboard-events.service")
+        wait_for_port(events_port, timeout=60, process=events)
         for instance in ("1", "2"):
             stack.start_unit("batch-dashboard-worker@.service", instance)
         stack.start_unit("batch-dashboard-beat.service")
@@ -282,6 +286,7 @@ def start_stack(workdir: Path, database_url: str, redis_url: str) -> Stack:
                 "DASHBOARD_TLS_CERT": str(cert),
                 "DASHBOARD_TLS_KEY": str(key),
                 "DASHBOARD_UPSTREAM": f"127.0.0.1:{gunicorn_port}",
+                "DASHBOARD_EVENTS_UPSTREAM": f"127.0.0.1:{events_port}",
                 "DASHBOARD_HTTP_LISTEN": f"127.0.0.1:{http_port}",
                 "DASHBOARD_HTTPS_LISTEN": f"127.0.0.1:{https_port}",
                 "DASHBOARD_STATIC_ROOT": str(REPO / "var" / "static"),

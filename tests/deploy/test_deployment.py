@@ -101,8 +101,8 @@ def test_nginx_serves_the_collected_static_files(stack: Stack):
 
 
 def test_the_stack_runs_two_web_workers_two_celery_workers_and_one_beat(stack: Stack):
-    for name in ("batch-dashboard-web", "batch-dashboard-worker1", "batch-dashboard-worker2",
-                 "batch-dashboard-beat", "nginx"):  # fmt: skip
+    for name in ("batch-dashboard-web", "batch-dashboard-events", "batch-dashboard-worker1",
+                 "batch-dashboard-worker2", "batch-dashboard-beat", "nginx"):  # fmt: skip
         assert stack.processes[name].poll() is None, stack.logs[name].read_text()[-2000:]
     log = stack.logs["batch-dashboard-web"].read_text()
     assert len(set(re.findall(r"Booting worker with pid: (\d+)", log))) >= 2
@@ -144,6 +144,36 @@ def test_signing_out_in_one_web_worker_ends_the_session_in_every_worker(stack: S
     assert len(gunicorn_pids_since(stack, offset)) >= 2
     assert [response.status_code for response in after] == [302] * len(after)
     assert all(response.headers["location"].startswith("/login/") for response in after)
+
+
+def test_a_signed_in_page_is_nudged_through_nginx_when_a_connection_changes(stack: Stack):
+    with client(stack) as http:
+        assert sign_in(http, stack, "admin", stack.env["ADMIN_PASSWORD"]).status_code == 302
+        # The list's poll element says where its events stream is, as nginx serves it.
+        assert 'data-events="/live/events/"' in http.get("/").text
+        http.timeout = httpx.Timeout(30, read=10)
+        with http.stream("GET", "/live/events/", params={"w": "all"}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry: ")
+            # A change counted by the writer's path (batches.live.bump) in another process.
+            change = "from batches import live, models; live.bump(models.Connection.objects.first().pk)"
+            stack.manage("shell", "-c", change)
+            deadline = time.monotonic() + 10
+            for line in lines:
+                if line == "event: change":
+                    break
+                assert time.monotonic() < deadline, "no change event within 10 s"
+            else:
+                pytest.fail("the stream ended without a change event")
+
+
+def test_an_anonymous_request_for_the_events_stream_gets_403_through_nginx(stack: Stack):
+    with client(stack) as http:
+        response = http.get("/live/events/", params={"w": "all"})
+    assert response.status_code == 403
+    assert "event-stream" not in response.headers.get("content-type", "")
 
 
 def test_failures_from_one_address_do_not_lock_out_the_same_user_from_another(stack: Stack):

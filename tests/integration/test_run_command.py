@@ -86,8 +86,19 @@ def test_it_answers_on_the_printed_url_and_ctrl_c_leaves_no_process_behind(tmp_p
             pytest.fail("the dashboard did not answer within 60 s:\n" + (tmp_path / "run.log").read_text())
         children = descendants(process.pid)
         joined = b"\n".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children)
-        for expected in (b"redis-server", b"celery", b"simulate_api", b"runserver"):
+        for expected in (b"redis-server", b"celery", b"simulate_api", b"runserver", b"gunicorn_events"):
             assert expected in joined
+        # The events server (push) answers on the printed URL, and refuses anyone signed out.
+        events = re.search(r"Push: +(http://\S+)", printed)
+        assert events, printed
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(events.group(1) + "?w=all", timeout=5).status_code == 403
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the events server did not answer within 30 s"
+                time.sleep(0.3)
         # The simulator sends its webhooks to the dashboard's endpoint for the environment's connection
         # (the secret travels in the environment, never on a command line).
         assert f"--webhook-url\x00{url}webhooks/openai/default/".encode() in joined

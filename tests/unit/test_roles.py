@@ -106,6 +106,8 @@ def test_only_the_public_views_are_open_without_signing_in():
         # The polls check who polls themselves (accounts.polls), without loading the user each time.
         "batches:detail_live",
         "batches:live",
+        # The push stream checks its user itself: a 403, never the sign-in page (batches.views_events).
+        "batches:live_events",
         "batches:row",
         "login",
         "logout",

@@ -1,6 +1,7 @@
 """`make run`: the whole dashboard in one foreground command.
 
-Starts (through honcho, a Procfile runner) the web server, a Celery worker and beat, a private Redis when
+Starts (through honcho, a Procfile runner) the web server, the events server (the pages' push streams), a
+Celery worker and beat, a private Redis when
 none answers on REDIS_URL, and the built-in API simulator when no OPENAI_API_KEY is set. Ctrl-C stops
 everything it started.
 """
@@ -171,6 +172,16 @@ class Command(BaseCommand):
         demo_login = ensure_demo_user(self.stdout)
 
         processes["web"] = f"exec {python} {manage} runserver 127.0.0.1:{web_port} --noreload"
+        # Push (batches/views_events.py): the events server as deployed (gunicorn's ASGI worker), on a
+        # port of its own, since runserver cannot hold streams; the pages reach it there, allowed by CORS.
+        # Unless the events URL was set: then whoever set it runs one.
+        if "LIVE_EVENTS_URL" not in child_env:
+            events_port = free_port(web_port + 1)
+            child_env["LIVE_EVENTS_URL"] = f"http://127.0.0.1:{events_port}/live/events/"
+            child_env.setdefault("LIVE_EVENTS_ALLOWED_ORIGINS", f"http://127.0.0.1:{web_port}")
+            child_env["DASHBOARD_EVENTS_BIND"] = f"127.0.0.1:{events_port}"
+            config = shlex.quote(str(Path(settings.BASE_DIR) / "deploy" / "gunicorn_events.conf.py"))
+            processes["events"] = f"exec {python} -m gunicorn dashboard.asgi_events --config {config}"
         processes["worker"] = f"exec {python} -m celery -A dashboard worker --loglevel=INFO --concurrency=2"
         processes["beat"] = (
             f"exec {python} -m celery -A dashboard beat --loglevel=INFO "
@@ -183,7 +194,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{web_port}/\n"
                 f"  Login:     {login}\n"
-                f"  API:       {host}\n  Stop with Ctrl-C.\n"
+                f"  API:       {host}\n"
+                f"  Push:      {child_env['LIVE_EVENTS_URL'] or 'off'}\n  Stop with Ctrl-C.\n"
             )
         )
         manager = Manager()
