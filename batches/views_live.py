@@ -124,7 +124,8 @@ def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) ->
     """The poll element for `query`, which it completes (callers pass a QueryDict of their own)."""
     query["c"] = token or ""
     query["t"] = str(int(time.time()))
-    markup = _poll_markup(_engine().get_template("batches/_live_poll.html"), seconds)
+    template = _engine().get_template("batches/_live_poll.html")
+    markup = _poll_markup(template, seconds, settings.LIVE_EVENTS_URL)
     # The template's output with the URL escaped as its autoescaping would: safe to put in a page.
     return mark_safe(markup.replace(URL_SLOT, escape(f"{url}?{query.urlencode()}")))
 
@@ -134,11 +135,12 @@ def _engine() -> Engine:
 
 
 @functools.lru_cache(maxsize=8)
-def _poll_markup(template: Template, seconds: int) -> str:
-    """The poll element with a stand-in for its URL, rendered once per template and interval: the
-    render was a tenth of a poll. Keyed by the loaded template, so an edited one is rendered again
-    when Django's template loader loads it again."""
-    return template.render(Context({"poll_url": URL_SLOT, "poll_seconds": seconds}))
+def _poll_markup(template: Template, seconds: int, events_url: str) -> str:
+    """The poll element with a stand-in for its URL, rendered once per template, interval and events
+    URL (everything else it shows): the render was a tenth of a poll. Keyed by the loaded template, so
+    an edited one is rendered again when Django's template loader loads it again."""
+    context = {"poll_url": URL_SLOT, "poll_seconds": seconds, "events_url": events_url}
+    return template.render(Context(context))
 
 
 def _watching(watched: str) -> QueryDict:

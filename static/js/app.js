@@ -65,11 +65,17 @@
     schedulePoll(2000 * pollSeconds());
     if (!document.hidden && isLive()) htmx.trigger(poll, "live-poll");
   }
-  document.addEventListener("htmx:afterRequest", function (event) {
+  // On the answer, before its swap: an answer that swaps the poll element in again (any change does)
+  // takes the element out of the document first, and htmx:afterRequest, fired on it afterwards, never
+  // reaches this listener (the poll then waited for the safety net, twice the interval).
+  // htmx:afterRequest still covers a request that got no answer at all.
+  function onAnswer(event) {
     if (!event.detail.elt.hasAttribute("data-page-poll")) return;
     const next = Number(event.detail.xhr && event.detail.xhr.getResponseHeader("X-Live-Poll-In"));
     schedulePoll(next > 0 ? next : 1000 * pollSeconds());
-  });
+  }
+  document.addEventListener("htmx:beforeOnLoad", onAnswer);
+  document.addEventListener("htmx:afterRequest", onAnswer);
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden && document.getElementById("live-poll")) schedulePoll(200);
   });

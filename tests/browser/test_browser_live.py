@@ -4,6 +4,9 @@ polling in a hidden tab, and an expired session sent to the login page."""
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
@@ -50,6 +53,22 @@ def test_a_list_of_30_running_rows_sends_one_request_per_interval(page, live_ser
     page.wait_for_timeout(11_000)  # two 5 s intervals
     assert all("/live/?" in url for url in sent), sent
     assert 2 <= len(sent) <= 3, sent
+
+
+def test_a_list_whose_rows_change_every_interval_still_polls_once_per_interval(page, live_server):
+    batch = make_batch(status="in_progress", completed_requests=0, failed_requests=0)
+    make_batch(status="in_progress")
+    moments: list[float] = []
+    page.on("request", lambda request: "/live/?" in request.url and moments.append(time.monotonic()))
+    sign_in(page, live_server)
+    # Every answer now carries a changed row (a swap), as on a busy team's list.
+    for done in range(1, 9):
+        sync_writes(batch, completed_requests=done * 10)
+        page.wait_for_timeout(2_000)
+    expect(page.locator(f"#batch-{batch.pk}")).to_contain_text("80 done", timeout=12_000)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
+    # The answer's X-Live-Poll-In (or the 5 s interval) sets the next poll; never the 10 s safety net.
+    assert len(moments) >= 3 and max(gaps) < 7.5, gaps
 
 
 def test_changed_rows_update_and_unchanged_rows_keep_their_element(page, live_server):

@@ -320,7 +320,11 @@ def test_the_poll_element_is_the_templates_own_render_with_its_url_escaped(monke
     query = QueryDict(mutable=True)
     query.setlist("q", ['a"b<c>&d'])
     expected = get_template("batches/_live_poll.html").render(
-        {"poll_url": "/live/?q=a%22b%3Cc%3E%26d&c=1-2&t=1700000000", "poll_seconds": 30}
+        {
+            "poll_url": "/live/?q=a%22b%3Cc%3E%26d&c=1-2&t=1700000000",
+            "poll_seconds": 30,
+            "events_url": "/live/events/",
+        }
     )
     assert poll_element("/live/", query, "1-2", 30) == expected
     assert "&amp;c=1-2" in expected
