@@ -13,7 +13,16 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.polls import PollRequest, poll_login_required
 from accounts.roles import OPERATOR, can_admin, can_operate, role_required
-from batches import live_selectors, rows, selectors, selectors_bulk, selectors_history, services, views_live
+from batches import (
+    live_rows,
+    live_selectors,
+    rows,
+    selectors,
+    selectors_bulk,
+    selectors_history,
+    services,
+    views_live,
+)
 from batches.models import Batch
 from dashboard.htmx import HtmxHttpRequest
 from spend import money
@@ -112,7 +121,7 @@ def batch_row(request: PollRequest, pk: int) -> HttpResponse:
     if version == request.GET.get("v"):
         return HttpResponse(status=204)
     # Rendered once per version for everyone (the version covers the role), as the page poll's rows.
-    return HttpResponse(views_live.row_poll_fragment(request, batch, version, context["now"]))
+    return HttpResponse(live_rows.row_poll_fragment(request, batch, version, context["now"]))
 
 
 @require_GET

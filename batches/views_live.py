@@ -11,8 +11,7 @@ versions of what the page shows: its running rows (`data-live` + `data-version`)
   the title. New batches at the top of the list's first page are put on top of the table.
 
 Rows are the same for everyone who may (or may not) cancel, so a row is rendered once per version and
-kept in Redis as text (the row's own poll too: row_poll_fragment); the per-request parts (the CSRF token
-of the no-JavaScript cancel form and the page to return to) are filled in afterwards. A page's state
+kept in Redis as text (batches/live_rows.py, also for the row's own poll). A page's state
 (its rows' versions, the summary) is kept in Redis per page and role and read in the same round trip as
 the change token; after a change one request works it out again while the others answer from the kept
 one (_page_state).
@@ -28,13 +27,12 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpResponse, QueryDict
-from django.middleware.csrf import get_token
 from django.template import Context, Engine, Template, engines
 from django.template.backends.django import DjangoTemplates
 from django.template.context_processors import csrf
@@ -47,7 +45,7 @@ from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 
 from accounts.polls import PollRequest, poll_login_required
-from batches import live, live_selectors, rows, selectors, selectors_history
+from batches import live, live_rows, live_selectors, rows, selectors, selectors_history
 from batches.models import Batch
 from batches.selectors import BatchFilters
 from dashboard import shared_redis
@@ -55,9 +53,6 @@ from dashboard import shared_redis
 # A page with running rows polls this often; one without only watches for new batches, slower.
 FAST_SECONDS = 5
 SLOW_SECONDS = 30
-ROW_CACHE_SECONDS = 300
-ROW_PREFIX = "batch-dashboard:live-row:"
-ROW_POLL_PREFIX = "batch-dashboard:row-poll:"
 # How long a page's state (batches.live_selectors' versions, the summary) is shared for one change
 # token: what only the clock changes (a batch turning stalled) shows within this many seconds more.
 PAGE_STATE_SECONDS = 5
@@ -71,9 +66,7 @@ CATCH_UP_SECONDS = 1.0
 # What the poll itself adds to the page's query string; the rest are the list's filters.
 POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
 MAX_WATCHED = 20
-# Stand-ins in a cached row, replaced per request (plain letters, which HTML escaping leaves alone).
-CSRF_SLOT = "LIVECSRFSLOTQ7X"
-NEXT_SLOT = "LIVENEXTSLOTQ7X"
+# Stand-in for the poll element's URL (poll_element), as live_rows has for a row's per-request parts.
 URL_SLOT = "LIVEURLSLOTQ7X"
 
 
@@ -301,7 +294,7 @@ def list_live(request: PollRequest) -> HttpResponse:
     # This very URL (the list's poll), without a reverse() per poll.
     response.write(poll_element(request.path, live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
-    response.write("".join(_row_fragments(request, changed)))
+    response.write("".join(live_rows.changed_rows(request, changed)))
     response.write(new_rows)
     if state.summary_version != shown.parts["s"]:
         response.write(state.summary)
@@ -341,96 +334,6 @@ def _paced(
             seconds = min(seconds, 0.5)
     response["X-Live-Poll-In"] = str(round(seconds * 1000))
     return response
-
-
-def _row_fragments(request: PollRequest, changed: dict[int, str]) -> list[str]:
-    """The changed rows, each rendered once per version for everyone (the shared cache), with this
-    request's own form token and return address filled in."""
-    if not changed:
-        return []
-    keys = {pk: f"{ROW_PREFIX}{pk}:{version}" for pk, version in changed.items()}
-    # Plain UTF-8 in Redis (dashboard.shared_redis), beside the page's state: no pickling.
-    try:
-        cached = shared_redis.client().mget(list(keys.values()))
-    except (RedisError, OSError):
-        cached = [None] * len(keys)
-    fragments = {pk: _text(text) for pk, text in zip(keys, cached, strict=True) if text is not None}
-    missing = [pk for pk in keys if pk not in fragments]
-    if missing:
-        fresh = _render_rows(request, missing)
-        # Kept under the version each row was rendered at, which may be newer than the one compared.
-        with contextlib.suppress(RedisError, OSError):
-            pipe = shared_redis.client().pipeline(transaction=False)
-            for pk, (version, text) in fresh.items():
-                pipe.set(f"{ROW_PREFIX}{pk}:{version}", text.encode(), ex=ROW_CACHE_SECONDS)
-            pipe.execute()
-        fragments.update({pk: text for pk, (_, text) in fresh.items()})
-    texts = list(fragments.values())
-    # Only rows with a cancel form (an operator's) have the slots: a viewer's poll masks no CSRF token.
-    if any(CSRF_SLOT in text or NEXT_SLOT in text for text in texts):
-        csrf = get_token(request)
-        htmx = getattr(request, "htmx", None)  # django-htmx's middleware sets it; PollRequest does not say
-        back = escape((htmx.current_url_abs_path if htmx else None) or "/")
-        texts = [text.replace(CSRF_SLOT, csrf).replace(NEXT_SLOT, back) for text in texts]
-    # A <tr> cannot stand outside a table in HTML: htmx takes out-of-band rows out of a <template>.
-    return [f"<template>{text}</template>" for text in texts]
-
-
-def row_poll_fragment(request: PollRequest, batch: Batch, version: str, now: datetime) -> str:
-    """A row as its own poll renders it (views.batch_row, the page poll's baseline), rendered once
-    per version (selectors.row_version, which covers the asker's role) for everyone and kept in Redis
-    like the page poll's rows, with this request's form token and address filled in."""
-    key = f"{ROW_POLL_PREFIX}{batch.pk}:{version}"
-    try:
-        kept = shared_redis.client().get(key)
-    except (RedisError, OSError):
-        kept = None
-    if kept is not None:
-        text = _text(kept)
-    else:
-        stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
-        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
-        context = {
-            "row": row,
-            "now": now,
-            "stalled_after": stalled_after,
-            "row_poll": True,  # the row keeps polling itself
-            "csrf_token": CSRF_SLOT,
-            "request": {"get_full_path": NEXT_SLOT},
-        }
-        text = get_template("batches/list.html#row").render(context)
-        with contextlib.suppress(RedisError, OSError):
-            shared_redis.client().set(key, text.encode(), ex=ROW_CACHE_SECONDS)
-    if CSRF_SLOT in text or NEXT_SLOT in text:  # an operator's row: its cancel form
-        text = text.replace(CSRF_SLOT, get_token(request)).replace(NEXT_SLOT, escape(request.get_full_path()))
-    return text
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:
-    """pk: (version, the row rendered for any user of this role, with stand-ins for the per-request
-    parts)."""
-    now = timezone.now()
-    stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
-    template = get_template("batches/list.html#row")
-    rendered = {}
-    for batch in selectors.rows_by_pk(pks, live_selectors.MAX_POLLED_ROWS):
-        row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
-        version = row["live_version"] or live_selectors.row_live_version(
-            batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate
-        )
-        context = {
-            "row": row,
-            "stalled_after": stalled_after,
-            "oob": True,
-            "csrf_token": CSRF_SLOT,
-            "request": {"get_full_path": NEXT_SLOT},
-        }
-        rendered[batch.pk] = (version, template.render(context))
-    return rendered
 
 
 def _new_rows(request: PollRequest, filters: BatchFilters, first: int) -> tuple[str, int | None, bool]:

@@ -96,27 +96,27 @@ def test_a_password_changed_elsewhere_ends_polling_once_the_window_passes(client
 def test_a_changed_row_is_rendered_once_for_everyone_with_each_askers_own_form_token(
     client, operator, monkeypatch
 ):
-    """The row poll keeps its render per version in Redis (views_live.row_poll_fragment), as the page
+    """The row poll keeps its render per version in Redis (live_rows.row_poll_fragment), as the page
     poll does; an operator's copy still carries that operator's own CSRF token and return address,
     and a viewer's (another version: the role is part of it) has no cancel form at all."""
     from django.test import Client
 
-    from batches import views_live
+    from batches import live_rows
 
     batch = make_batch(status="in_progress")
     first = client.get(f"/batches/{batch.pk}/row/?v=old", HTTP_HX_REQUEST="true").content.decode()
     other = Client()
     other.force_login(make_user("op2", OPERATOR))
     rendered = []
-    real = views_live.get_template
-    monkeypatch.setattr(views_live, "get_template", lambda name: rendered.append(name) or real(name))
+    real = live_rows.get_template
+    monkeypatch.setattr(live_rows, "get_template", lambda name: rendered.append(name) or real(name))
     second = other.get(f"/batches/{batch.pk}/row/?v=older", HTTP_HX_REQUEST="true").content.decode()
     assert rendered == []  # the first operator's render, from Redis
-    assert redis_client().keys(f"{views_live.ROW_POLL_PREFIX}{batch.pk}:*")
+    assert redis_client().keys(f"{live_rows.ROW_POLL_PREFIX}{batch.pk}:*")
     tokens = [
         re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1) for body in (first, second)
     ]
-    assert tokens[0] != tokens[1] and views_live.CSRF_SLOT not in first + second
+    assert tokens[0] != tokens[1] and live_rows.CSRF_SLOT not in first + second
     assert f'name="next" value="/batches/{batch.pk}/row/?v=older"' in second
     viewer = Client()
     viewer.force_login(make_user("watcher", VIEWER))
