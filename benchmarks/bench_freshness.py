@@ -60,9 +60,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchlib import (
     Children,
@@ -70,18 +68,15 @@ from benchlib import (
     describe_machine,
     ensure_debian_package,
     free_port,
-    now_iso,
-    percentile,
     print_report,
     production_env,
     setup_django,
     start_redis,
     write_json,
 )
+from freshness_report import Change, figures
 from livestack import Simulator, start_stack
 
-GOAL_P95_S = 8.0
-GOAL_WEBHOOK_P95_S = 3.0
 WEBHOOK_SECRET_ENV = "OPENAI_WEBHOOK_SECRET"
 KEY_ENV = "BENCH_FRESHNESS_API_KEY"
 KEY = "sk-bench-freshness"
@@ -137,23 +132,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- measuring -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Change:
-    batch_id: str
-    pk: int
-    before: int
-    after: int
-    advanced_s: float
-    at: float  # monotonic time of the advance that made it
-    db_at: float | None = None
-    seen_at: float | None = None
-    timed_out: bool = False
-
-    @property
-    def delay(self) -> float | None:
-        return None if self.seen_at is None else self.seen_at - self.at
 
 
 def completed(batch: dict) -> int:
@@ -329,124 +307,6 @@ def measure_finishes(args, page, sim: Simulator, deadline: float) -> list[Change
         print(f"  finish {len(finished):>3}/{args.finishes}: {batch_id[:24]} -> {final}: {state}", flush=True)
         time.sleep(rng.uniform(args.gap_min, args.gap_max))
     return finished
-
-
-# --- report ----------------------------------------------------------------------------------------------
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    return {
-        "p50": percentile(values, 0.5),
-        "p95": percentile(values, 0.95),
-        "mean": sum(values) / len(values),
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-def _delays(args, changes: list[Change]) -> dict[str, dict[str, float]]:
-    # A change never seen counts as the timeout: it can only make the percentiles worse.
-    delays = [change.delay if change.delay is not None else args.change_timeout for change in changes]
-    seen = [change for change in changes if change.db_at is not None and change.seen_at]
-    return {
-        "total": _stats(delays),
-        "sync": _stats([change.db_at - change.at for change in seen]),  # type: ignore[operator]
-        "page": _stats([change.seen_at - change.db_at for change in seen]),  # type: ignore[operator]
-    }
-
-
-def figures(
-    args, changes: list[Change], skipped: int, context: dict[str, Any], finishes: list[Change]
-) -> dict[str, Any]:
-    timeouts = [change for change in changes + finishes if change.timed_out]
-    polled, hooked = _delays(args, changes), _delays(args, finishes)
-    p95 = polled["total"]["p95"]
-    hooked_p95 = hooked["total"]["p95"] if hooked["total"] else float("inf")
-    met = (
-        p95 <= GOAL_P95_S
-        and hooked_p95 <= GOAL_WEBHOOK_P95_S
-        and not timeouts
-        and len(changes) >= args.changes
-        and len(finishes) >= args.finishes
-    )
-    text = (
-        f"change -> screen p95 = {p95:.1f} s at the defaults (goal <= {GOAL_P95_S:g} s), "
-        f"{hooked_p95:.1f} s for a finish with webhooks (goal <= {GOAL_WEBHOOK_P95_S:g} s), "
-        f"{len(changes)} + {len(finishes)} changes: {'met' if met else 'NOT met'}"
-    )
-    if timeouts:
-        text += f"; {len(timeouts)} not seen within {args.change_timeout:g} s"
-    columns = ["delay", "p50", "p95", "mean", "min", "max"]
-
-    def row(label: str, values: dict[str, float]) -> list[str]:
-        return [
-            label,
-            *(f"{values[name]:.1f} s" if values else "-" for name in ("p50", "p95", "mean", "min", "max")),
-        ]
-
-    return {
-        "benchmark": "freshness",
-        "title": (
-            f"Freshness: a change in the API to the open page in Chromium, {len(changes)} changes polled "
-            f"and {len(finishes)} finishes with webhooks"
-        ),
-        "date": now_iso(),
-        "changes_requested": args.changes,
-        "changes_measured": len(changes),
-        "finishes_requested": args.finishes,
-        "finishes_measured": len(finishes),
-        "timeouts": len(timeouts),
-        "skipped_candidates": skipped,
-        "simulated_batches": args.batches,
-        "push": not args.no_push,
-        "gap_s": [args.gap_min, args.gap_max],
-        **context,
-        "delays_s": polled,
-        "webhook_delays_s": hooked,
-        "changes": [change.__dict__ | {"delay": change.delay} for change in changes],
-        "finishes": [change.__dict__ | {"delay": change.delay} for change in finishes],
-        "table": {
-            "columns": columns,
-            "rows": [
-                row("progress -> on screen (defaults, polling)", polled["total"]),
-                row("of which: change -> in the database (sync)", polled["sync"]),
-                row("of which: database -> on screen (page poll)", polled["page"]),
-                row("finish -> on screen (webhooks)", hooked["total"]),
-                row("of which: finish -> in the database (webhook)", hooked["sync"]),
-                row("of which: database -> on screen (page poll)", hooked["page"]),
-            ],
-        },
-        "notes": [
-            "defaults: a watched connection's refresh every 5 s (each records when the next is due; beat's "
-            "dispatcher, every second, starts it then), the page's one poll every 5 s, timed by the "
-            "server to land about 1.5-3 s after the next refresh, "
-            + (
-                "and at once when the events server's stream says the connection changed (push)."
-                if not args.no_push
-                else "and NO events server (--no-push): the page learns of a change on its timer alone."
-            ),
-            f"stack: simulator (thread, {args.batches} batches, frozen clock), redis-server (the broker "
-            "and, as in production, Django's cache), a Celery worker (prefork, concurrency 2) and beat, "
-            "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",
-            f"changes {args.gap_min:g}-{args.gap_max:g} s apart at random, so they fall anywhere in the "
-            "refresh and poll cycles; the row is read every 0.1 s.",
-            "webhooks: simulator/webhooks.py signs and posts batch.completed/failed/expired/cancelled to "
-            "/webhooks/openai/simulated/ within 0.1 s of a finish; the dashboard queues a refresh of that "
-            "batch (alerts.tasks.refresh_batch_now); the page learns of that write as above.",
-        ],
-        "headline": {
-            "name": "change -> screen p95, polled and with webhooks",
-            "p95_s": p95,
-            "p50_s": polled["total"]["p50"],
-            "webhook_p95_s": hooked_p95,
-            "goal_s": GOAL_P95_S,
-            "webhook_goal_s": GOAL_WEBHOOK_P95_S,
-            "met": met,
-            "text": text,
-        },
-    }
 
 
 # --- main ---------------------------------------------------------------------------------------------
