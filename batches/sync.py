@@ -40,6 +40,7 @@ class SyncResult:
     skipped: int = 0  # list items that were not batch objects with an id (see ApiBatchPage.skipped)
     unsaved: int = 0  # batches the database refused (see upsert_batches); logged, tried again next run
     seen_ids: set[str] = field(default_factory=set)
+    changed_pks: list[int] = field(default_factory=list)  # the rows inserted or updated
 
     def add(self, other: SyncResult) -> None:
         self.created += other.created
@@ -47,6 +48,7 @@ class SyncResult:
         self.unchanged += other.unchanged
         self.unsaved += other.unsaved
         self.seen_ids |= other.seen_ids
+        self.changed_pks += other.changed_pks
 
 
 def _note_skipped(connection: Connection, page: ApiBatchPage, total: SyncResult) -> None:
@@ -66,17 +68,24 @@ _DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def upsert_batches(
-    connection: Connection, api_batches: Sequence[ApiBatch], *, observed_at: datetime
+    connection: Connection,
+    api_batches: Sequence[ApiBatch],
+    *,
+    observed_at: datetime,
+    pricer: costs.Pricer | None = None,
 ) -> SyncResult:
-    """Write one page of observations. Idempotent, and a stale observation never overwrites a newer one.
+    """Write one page of observations, each batch with its cost by `pricer` (the current prices unless
+    a sync run passes the ones it loaded once). Idempotent, and a stale observation never overwrites a
+    newer one.
 
     Each batch stands alone: if the page fails to save, its batches are saved one at a time, and one
     that still fails (a value no column can hold, text the database refuses) is skipped, counted in
     `unsaved` and logged, while the rest of the page is saved and the sync goes on."""
+    pricer = pricer or costs.Pricer.load(connection.pk)
     try:
         # One commit per page rather than one per statement.
         with transaction.atomic():
-            return _upsert_page(connection, api_batches, observed_at)
+            return _upsert_page(connection, api_batches, observed_at, pricer)
     except _DATABASE_UNAVAILABLE:
         raise
     except Exception as error:
@@ -93,7 +102,7 @@ def upsert_batches(
     for api_batch in api_batches:
         try:
             with transaction.atomic():
-                result.add(_upsert_page(connection, [api_batch], observed_at))
+                result.add(_upsert_page(connection, [api_batch], observed_at, pricer))
         except _DATABASE_UNAVAILABLE:
             raise
         except Exception as error:
@@ -115,17 +124,26 @@ def _unsaved(connection: Connection, api_batch: ApiBatch, error: Exception) -> S
 
 
 def _upsert_page(
-    connection: Connection, api_batches: Sequence[ApiBatch], observed_at: datetime
+    connection: Connection, api_batches: Sequence[ApiBatch], observed_at: datetime, pricer: costs.Pricer
 ) -> SyncResult:
-    written = writer.write_page(connection.pk, api_batches, observed_at)
-    # In the page's transaction: a batch is never stored with usage but without its cost.
-    costs.price_batches(written.changed_pks)
+    written = writer.write_page(connection.pk, api_batches, observed_at, price=pricer)
+    # In the page's transaction: the spend page never sees a batch without its current cost.
+    costs.refresh_spend(written.changed_pks)
     return SyncResult(
         created=written.created,
         updated=written.updated,
         unchanged=written.unchanged,
         seen_ids=written.seen_ids,
+        changed_pks=written.changed_pks,
     )
+
+
+def _reprice_if_prices_changed(pricer: costs.Pricer, total: SyncResult) -> None:
+    """A run prices its batches with the prices it loaded at its start. A price edited meanwhile is
+    recomputed at once (spend.services), perhaps before this run wrote some of its batches with the old
+    price: then those batches are priced again. One look at the price table per run that wrote."""
+    if total.changed_pks and not pricer.is_current():
+        costs.reprice(total.changed_pks)
 
 
 # --- the sync operations -----------------------------------------------------------------------
@@ -150,12 +168,13 @@ def full_sync(
     client = client or client_for(connection)
     calls_before = client.calls
     total = SyncResult()
+    pricer = costs.Pricer.load(connection.pk)
     reached_end = False
     try:
         for page in client.list_batch_pages(limit=PAGE_SIZE):
             total.pages += 1
             _note_skipped(connection, page, total)
-            result = upsert_batches(connection, page.data, observed_at=timezone.now())
+            result = upsert_batches(connection, page.data, observed_at=timezone.now(), pricer=pricer)
             total.add(result)
             if on_page:
                 on_page()
@@ -175,6 +194,7 @@ def full_sync(
         total.api_calls = client.calls - calls_before
         if own_client:
             client.close()
+    _reprice_if_prices_changed(pricer, total)
     if complete and reached_end:
         unlisted = (
             Batch.objects.filter(connection=connection, listed=True)
@@ -217,9 +237,10 @@ def refresh_active(
     client = client or client_for(connection)
     calls_before = client.calls
     total = SyncResult()
+    pricer = costs.Pricer.load(connection.pk)
     try:
         if not active:
-            _list_until(connection, client, total, stop_at=None, max_pages=1, on_page=on_page)
+            _list_until(connection, client, total, stop_at=None, max_pages=1, pricer=pricer, on_page=on_page)
         else:
             oldest_id, oldest_created = active[0]
             position = (
@@ -229,9 +250,19 @@ def refresh_active(
             )
             list_route_pages = max(1, math.ceil(position / PAGE_SIZE))
             if list_route_pages <= len(active):
-                _list_until(connection, client, total, stop_at=oldest_id, max_pages=None, on_page=on_page)
+                _list_until(
+                    connection,
+                    client,
+                    total,
+                    stop_at=oldest_id,
+                    max_pages=None,
+                    pricer=pricer,
+                    on_page=on_page,
+                )
             else:
-                _list_until(connection, client, total, stop_at=None, max_pages=1, on_page=on_page)
+                _list_until(
+                    connection, client, total, stop_at=None, max_pages=1, pricer=pricer, on_page=on_page
+                )
                 stale = [batch_id for batch_id, _ in active if batch_id not in total.seen_ids]
                 for batch_id in stale:
                     observed_at = timezone.now()
@@ -241,13 +272,14 @@ def refresh_active(
                         if getattr(error, "status_code", None) == 404:
                             continue  # gone from the API: keep the last known state
                         raise
-                    total.add(upsert_batches(connection, [api_batch], observed_at=observed_at))
+                    total.add(upsert_batches(connection, [api_batch], observed_at=observed_at, pricer=pricer))
                     if on_page:
                         on_page()
     finally:
         total.api_calls = client.calls - calls_before
         if own_client:
             client.close()
+    _reprice_if_prices_changed(pricer, total)
     return total
 
 
@@ -258,12 +290,13 @@ def _list_until(
     *,
     stop_at: str | None,
     max_pages: int | None,
+    pricer: costs.Pricer,
     on_page: Callable[[], object] | None,
 ) -> None:
     for page in client.list_batch_pages(limit=PAGE_SIZE):
         total.pages += 1
         _note_skipped(connection, page, total)
-        total.add(upsert_batches(connection, page.data, observed_at=timezone.now()))
+        total.add(upsert_batches(connection, page.data, observed_at=timezone.now(), pricer=pricer))
         if on_page:
             on_page()
         if stop_at is not None and stop_at in total.seen_ids:
