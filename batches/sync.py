@@ -41,6 +41,9 @@ class SyncResult:
     unsaved: int = 0  # batches the database refused (see upsert_batches); logged, tried again next run
     seen_ids: set[str] = field(default_factory=set)
     changed_pks: list[int] = field(default_factory=list)  # the rows inserted or updated
+    # A full sync that saw every batch active when it began (or walked the whole list) has done what a
+    # refresh does, so the next refresh can wait (batches.tasks).
+    refreshed_active: bool = False
 
     def add(self, other: SyncResult) -> None:
         self.created += other.created
@@ -169,6 +172,9 @@ def full_sync(
     calls_before = client.calls
     total = SyncResult()
     pricer = costs.Pricer.load(connection.pk)
+    active = set(
+        Batch.objects.filter(connection=connection, is_terminal=False).values_list("batch_id", flat=True)
+    )
     reached_end = False
     try:
         for page in client.list_batch_pages(limit=PAGE_SIZE):
@@ -195,6 +201,7 @@ def full_sync(
         if own_client:
             client.close()
     _reprice_if_prices_changed(pricer, total)
+    total.refreshed_active = reached_end or active <= total.seen_ids
     if complete and reached_end:
         unlisted = (
             Batch.objects.filter(connection=connection, listed=True)
@@ -255,6 +262,7 @@ def refresh_active(
                     client,
                     total,
                     stop_at=oldest_id,
+                    stop_before=oldest_created,
                     max_pages=None,
                     pricer=pricer,
                     on_page=on_page,
@@ -292,7 +300,11 @@ def _list_until(
     max_pages: int | None,
     pricer: costs.Pricer,
     on_page: Callable[[], object] | None,
+    stop_before: datetime | None = None,
 ) -> None:
+    """List pages newest first until `stop_at` is seen, or a page reaches back before `stop_before`
+    (the batch to stop at is no longer listed: the pages after hold only older batches), or after
+    `max_pages`."""
     for page in client.list_batch_pages(limit=PAGE_SIZE):
         total.pages += 1
         _note_skipped(connection, page, total)
@@ -301,5 +313,12 @@ def _list_until(
             on_page()
         if stop_at is not None and stop_at in total.seen_ids:
             return
+        if stop_before is not None and _reaches_before(page.data, stop_before):
+            return
         if max_pages is not None and total.pages >= max_pages:
             return
+
+
+def _reaches_before(api_batches: Sequence[ApiBatch], moment: datetime) -> bool:
+    oldest = min((b.created_at for b in api_batches if b.created_at is not None), default=None)
+    return oldest is not None and oldest < moment
