@@ -39,6 +39,7 @@ class SyncResult:
     pages: int = 0
     skipped: int = 0  # list items that were not batch objects with an id (see ApiBatchPage.skipped)
     unsaved: int = 0  # batches the database refused (see upsert_batches); logged, tried again next run
+    unsaved_ids: set[str] = field(default_factory=set)
     seen_ids: set[str] = field(default_factory=set)
     changed_pks: list[int] = field(default_factory=list)  # the rows inserted or updated
     # A full sync that saw every batch active when it began (or walked the whole list) has done what a
@@ -50,6 +51,7 @@ class SyncResult:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.unsaved += other.unsaved
+        self.unsaved_ids |= other.unsaved_ids
         self.seen_ids |= other.seen_ids
         self.changed_pks += other.changed_pks
 
@@ -123,7 +125,7 @@ def _unsaved(connection: Connection, api_batch: ApiBatch, error: Exception) -> S
         exc_info=error,
     )
     # Seen all the same: a complete walk must not mark it as gone from the API's list.
-    return SyncResult(unsaved=1, seen_ids={api_batch.id})
+    return SyncResult(unsaved=1, seen_ids={api_batch.id}, unsaved_ids={api_batch.id})
 
 
 def _upsert_page(
@@ -203,11 +205,15 @@ def full_sync(
     _reprice_if_prices_changed(pricer, total)
     total.refreshed_active = reached_end or active <= total.seen_ids
     if complete and reached_end:
-        unlisted = (
-            Batch.objects.filter(connection=connection, listed=True)
-            .exclude(batch_id__in=total.seen_ids)
-            .update(listed=False)
+        # Every batch the walk wrote was synced after it began (or by a newer observation of another
+        # run), so those it did not see are the ones synced before: one condition rather than a
+        # list of every id seen (10,000 parameters for 10,000 batches, most of the statement's cost).
+        gone = Batch.objects.filter(connection=connection, listed=True).filter(
+            Q(last_synced_at__lt=now) | Q(last_synced_at__isnull=True)
         )
+        if total.unsaved_ids:
+            gone = gone.exclude(batch_id__in=total.unsaved_ids)
+        unlisted = gone.update(listed=False)
         if unlisted:
             live.bump(connection.pk)
         Connection.objects.filter(pk=connection.pk).update(last_complete_walk_at=now)
