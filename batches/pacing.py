@@ -2,9 +2,10 @@
 
 - A connection with an open page polling it (batches.live: a poll in the last LIVE_WATCH_SECONDS) is
   refreshed every `refresh_interval` seconds (5 by default); with nobody watching, every
-  SYNC_IDLE_REFRESH_SECONDS (60), and a run that made k list calls puts the next one k such intervals
-  later, so that an idle connection costs at most one call a minute. Its full syncs are rarer too
-  (SYNC_IDLE_FULL_SYNC_SECONDS) and take the place of a refresh (batches.schedule).
+  SYNC_IDLE_REFRESH_SECONDS (60). Its full syncs are rarer then (SYNC_IDLE_FULL_SYNC_SECONDS) and
+  take the place of a refresh (batches.schedule), and one that made k list calls puts the next refresh
+  k such intervals later, so that with the refresh of each minute listing one page an idle connection
+  costs one call a minute, full syncs included.
 - Never beyond the connection's API budget: SYNC_API_CALLS_PER_MINUTE calls in any sliding minute,
   counted in one Redis sorted set per connection, so that every worker spends from the same budget
   (refreshes and full syncs alike).
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 BUDGET_PREFIX = "batch-dashboard:api-calls:"
 WINDOW = 60.0  # the budget's sliding window, in seconds
 # An idle connection's next refresh is at most this many idle intervals away, however many pages the
-# run before walked: a long walk (a complete one every 6 hours, a big account) goes over the idle pace
-# of one call a minute for a while rather than leave its active batches unrefreshed for longer.
+# full sync before walked: a long walk (a complete one every 6 hours, a big account) goes over the idle
+# pace of one call a minute for a while rather than leave its active batches unrefreshed for longer.
 IDLE_CATCH_UP_INTERVALS = 5
 
 # Atomically: forget calls older than the window; if `n` more fit in the budget, record them and
@@ -127,8 +128,9 @@ def full_sync_interval(connection: Connection, watched: bool) -> float:
 
 
 def next_refresh_delay(connection: Connection, *, budget_wait: float = 0.0, calls: int = 1) -> float:
-    """When the next refresh is due, in seconds from now, after a run that made `calls` list calls: its
-    interval (idle, one interval per call), or later if a backoff or the budget says so."""
+    """When the next refresh is due, in seconds from now, after a run that made `calls` list calls (a
+    full sync in the refresh's place): its interval (idle, one interval per call), or later if a
+    backoff or the budget says so."""
     watched = live.is_watched(connection.pk)
     delay = refresh_interval(connection, watched)
     if not watched:

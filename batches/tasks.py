@@ -84,15 +84,12 @@ def refresh_active_batches(connection_id: int) -> str:
     """Refresh, then record when the next refresh is due (batches.pacing) for beat's dispatcher, which
     looks every second. No countdown message: a worker holding one unacknowledged for its whole delay
     crashes on kombu's Redis transport when Redis drops, and a dropped one would be lost anyway."""
-    outcome, result = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
+    outcome, _ = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
     if outcome == LOCK_HELD:
         return outcome  # the run holding the lock records the next one when it ends
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is not None:
-        calls = result.api_calls if result is not None else 1
-        delay = pacing.next_refresh_delay(
-            connection, budget_wait=pacing.budget_wait(connection_id), calls=calls
-        )
+        delay = pacing.next_refresh_delay(connection, budget_wait=pacing.budget_wait(connection_id))
         schedule.record_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay))
         live.record_next_refresh(connection_id, time.time() + delay)
     return outcome
@@ -101,7 +98,8 @@ def refresh_active_batches(connection_id: int) -> str:
 @shared_task(acks_late=True, ignore_result=True)
 def full_sync_batches(connection_id: int) -> str:
     """A full sync, which lists the newest batches as a refresh does: one that saw every active batch
-    stands in for the refresh, whose next run is then due as after a refresh of as many calls."""
+    stands in for the refresh, whose next run is then due one interval later, and idle one interval
+    per list call it made, so that full syncs add nothing to an idle connection's call a minute."""
     outcome, result = _run_locked("full_sync", connection_id, sync.full_sync)
     if result is not None and result.refreshed_active:
         connection = Connection.objects.filter(pk=connection_id, enabled=True).first()

@@ -97,7 +97,7 @@ def test_a_watched_page_does_not_pull_in_a_full_sync_that_ran_recently(connectio
     assert schedule.claim_due_work(connection, last + timedelta(seconds=300)) == ["full_sync"]
 
 
-def test_an_idle_run_of_several_calls_puts_the_next_refresh_as_many_intervals_later(connection):
+def test_an_idle_full_sync_of_several_calls_puts_the_next_refresh_as_many_intervals_later(connection):
     assert pacing.next_refresh_delay(connection, calls=1) == 60
     assert pacing.next_refresh_delay(connection, calls=3) == 180
     assert pacing.next_refresh_delay(connection, calls=0) == 60
