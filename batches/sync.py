@@ -45,6 +45,7 @@ class SyncResult:
     # A full sync that saw every batch active when it began (or walked the whole list) has done what a
     # refresh does, so the next refresh can wait (batches.tasks).
     refreshed_active: bool = False
+    complete_walk: bool = False  # a full sync that walked the whole list (COMPLETE_WALK_INTERVAL)
 
     def add(self, other: SyncResult) -> None:
         self.created += other.created
@@ -161,8 +162,10 @@ def full_sync(
     complete: bool | None = None,
     on_page: Callable[[], object] | None = None,
 ) -> SyncResult:
-    """Walk the list newest first. Stops early at a page whose batches are all terminal and unchanged,
-    unless this is a complete walk, which also marks the batches the API no longer lists."""
+    """Walk the list newest first. Stops early at a page that changed nothing and whose batches are all
+    terminal, or once every batch that was active has been seen (the pages after hold only batches
+    that had finished: nothing left to learn), unless this is a complete walk, which also marks the
+    batches the API no longer lists."""
     now = timezone.now()
     if complete is None:
         complete = (
@@ -193,7 +196,7 @@ def full_sync(
                 and page.data
                 and result.created == 0
                 and result.updated == 0
-                and all(b.is_terminal for b in page.data)
+                and (all(b.is_terminal for b in page.data) or active <= total.seen_ids)
             ):
                 break
         else:
@@ -204,6 +207,7 @@ def full_sync(
             client.close()
     _reprice_if_prices_changed(pricer, total)
     total.refreshed_active = reached_end or active <= total.seen_ids
+    total.complete_walk = complete
     if complete and reached_end:
         # Every batch the walk wrote was synced after it began (or by a newer observation of another
         # run), so those it did not see are the ones synced before: one condition rather than a

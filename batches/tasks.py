@@ -99,13 +99,16 @@ def refresh_active_batches(connection_id: int) -> str:
 def full_sync_batches(connection_id: int) -> str:
     """A full sync, which lists the newest batches as a refresh does: one that saw every active batch
     stands in for the refresh, whose next run is then due one interval later, and idle one interval
-    per list call it made, so that full syncs add nothing to an idle connection's call a minute."""
+    per list call it made, so that full syncs add nothing to an idle connection's call a minute. After
+    a complete walk (every 6 hours, and a new connection's first) the refresh follows an interval later
+    all the same, rather than leave the batches it found unwatched for as many minutes as it had pages."""
     outcome, result = _run_locked("full_sync", connection_id, sync.full_sync)
     if result is not None and result.refreshed_active:
         connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
         if connection is not None:
+            calls = 1 if result.complete_walk else result.api_calls
             delay = pacing.next_refresh_delay(
-                connection, budget_wait=pacing.budget_wait(connection_id), calls=result.api_calls
+                connection, budget_wait=pacing.budget_wait(connection_id), calls=calls
             )
             if schedule.postpone_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay)):
                 live.record_next_refresh(connection_id, time.time() + delay)

@@ -107,18 +107,48 @@ def test_an_idle_full_sync_of_several_calls_puts_the_next_refresh_as_many_interv
     assert pacing.next_refresh_delay(connection, calls=3) == 5  # watched: the budget paces it
 
 
+def _next_refresh_in(connection: Connection, since) -> float:
+    connection.refresh_from_db()
+    assert connection.next_refresh_at is not None
+    return (connection.next_refresh_at - since).total_seconds()
+
+
 def test_a_full_sync_that_saw_every_active_batch_postpones_the_refresh_and_spends_its_calls(
     simulator_connection, simulator
 ):
+    sync.full_sync(simulator_connection)  # the complete walk of a new connection
+    # Forgotten, so that the next (incremental) walk finds them again page after page.
+    Batch.objects.filter(
+        pk__in=Batch.objects.order_by("-created_at").values_list("pk", flat=True)[: sync.PAGE_SIZE + 50]
+    ).delete()
     now = timezone.now()
     _set(simulator_connection, next_refresh_at=now)
-    tasks.full_sync_batches(simulator_connection.pk)
-    calls = -(-simulator.count() // sync.PAGE_SIZE)  # one list call per page
-    simulator_connection.refresh_from_db()
-    assert simulator_connection.next_refresh_at is not None
-    waited = (simulator_connection.next_refresh_at - now).total_seconds()
-    assert 60 * calls <= waited <= 60 * calls + 5
+    outcome = tasks.full_sync_batches(simulator_connection.pk)
+    calls = int(outcome.split(", ")[-1].removesuffix(" API calls"))
+    assert calls >= 2, outcome
+    # Idle: a minute per list call it made, in the place of the refresh.
+    assert 60 * calls <= _next_refresh_in(simulator_connection, now) <= 60 * calls + 5
     assert pacing.calls_in_last_minute(simulator_connection.pk) == calls
+
+
+def test_after_a_complete_walk_the_refresh_follows_an_interval_later(simulator_connection, simulator):
+    now = timezone.now()
+    _set(simulator_connection, next_refresh_at=now)
+    tasks.full_sync_batches(simulator_connection.pk)  # a new connection's first: a complete walk
+    pages = -(-simulator.count() // sync.PAGE_SIZE)
+    assert pacing.calls_in_last_minute(simulator_connection.pk) == pages > 1
+    assert 60 <= _next_refresh_in(simulator_connection, now) <= 65
+
+
+def test_an_incremental_full_sync_stops_once_it_has_seen_every_active_batch(simulator_connection, simulator):
+    first = sync.full_sync(simulator_connection)
+    newest_first = list(
+        Batch.objects.order_by("-created_at", "-batch_id").values_list("is_terminal", flat=True)
+    )
+    oldest_active = max(index for index, terminal in enumerate(newest_first) if not terminal)
+    again = sync.full_sync(simulator_connection, complete=False)
+    assert again.api_calls == oldest_active // sync.PAGE_SIZE + 1 < first.api_calls
+    assert again.refreshed_active
 
 
 def test_a_full_sync_that_stopped_before_an_active_batch_says_it_did_not_refresh_it(
