@@ -2,9 +2,13 @@
 
 - A connection with an open page polling it (batches.live: a poll in the last LIVE_WATCH_SECONDS) is
   refreshed every `refresh_interval` seconds (5 by default); with nobody watching, every
-  SYNC_IDLE_REFRESH_SECONDS (60).
+  SYNC_IDLE_REFRESH_SECONDS (60). Its full syncs are rarer then (SYNC_IDLE_FULL_SYNC_SECONDS) and
+  take the place of a refresh (batches.schedule), and one that made k list calls puts the next refresh
+  k such intervals later, so that with the refresh of each minute listing one page an idle connection
+  costs one call a minute, full syncs included.
 - Never beyond the connection's API budget: SYNC_API_CALLS_PER_MINUTE calls in any sliding minute,
-  counted in one Redis sorted set per connection, so that every worker spends from the same budget.
+  counted in one Redis sorted set per connection, so that every worker spends from the same budget
+  (refreshes and full syncs alike).
 - A 429's retry-after and a failing connection's backoff (batches.schedule) come on top.
 
 The refresh task records when its next run is due from the delay worked out here (batches.tasks); beat's
@@ -29,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 BUDGET_PREFIX = "batch-dashboard:api-calls:"
 WINDOW = 60.0  # the budget's sliding window, in seconds
+# An idle connection's next refresh is at most this many idle intervals away, however many pages the
+# full sync before walked: a long walk (a complete one every 6 hours, a big account) goes over the idle
+# pace of one call a minute for a while rather than leave its active batches unrefreshed for longer.
+IDLE_CATCH_UP_INTERVALS = 5
 
 # Atomically: forget calls older than the window; if `n` more fit in the budget, record them and
 # answer 0, else answer how many seconds until enough calls have left the window. ARGV[6] is '1' to
@@ -111,10 +119,22 @@ def refresh_interval(connection: Connection, watched: bool | None = None) -> flo
     return float(max(connection.refresh_interval, settings.SYNC_IDLE_REFRESH_SECONDS))
 
 
-def next_refresh_delay(connection: Connection, *, budget_wait: float = 0.0) -> float:
-    """When the next refresh is due, in seconds from now: its interval, or later if a backoff or the
-    budget says so."""
-    delay = refresh_interval(connection)
+def full_sync_interval(connection: Connection, watched: bool) -> float:
+    """Seconds between two full syncs: the connection's own interval while a page watches it; idle, the
+    refresh of each minute lists the newest page, which is where new batches appear, so rarer."""
+    if watched:
+        return float(connection.full_sync_interval)
+    return float(max(connection.full_sync_interval, settings.SYNC_IDLE_FULL_SYNC_SECONDS))
+
+
+def next_refresh_delay(connection: Connection, *, budget_wait: float = 0.0, calls: int = 1) -> float:
+    """When the next refresh is due, in seconds from now, after a run that made `calls` list calls (a
+    full sync in the refresh's place): its interval (idle, one interval per call), or later if a
+    backoff or the budget says so."""
+    watched = live.is_watched(connection.pk)
+    delay = refresh_interval(connection, watched)
+    if not watched:
+        delay *= min(max(1, calls), IDLE_CATCH_UP_INTERVALS)
     if connection.next_attempt_at is not None:
         delay = max(delay, (connection.next_attempt_at - timezone.now()).total_seconds())
     return max(delay, budget_wait)

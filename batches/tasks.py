@@ -33,44 +33,50 @@ class _SyncWork(Protocol):
     ) -> sync.SyncResult: ...
 
 
-def _run_locked(kind: str, connection_id: int, work: _SyncWork, *, budgeted: bool = False) -> str:
+def _run_locked(
+    kind: str, connection_id: int, work: _SyncWork, *, budgeted: bool = False
+) -> tuple[str, sync.SyncResult | None]:
+    """Run one sync service under the connection's lock for `kind`: what happened, and the service's
+    result if it ran to the end. Every API call it made is spent from the connection's budget; a
+    budgeted run first takes one, and does not start without it."""
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if connection is None:
-        return "skipped: no such enabled connection"
+        return "skipped: no such enabled connection", None
     if not schedule.may_call_api(connection):
-        return "skipped: waiting for the API (rate limited or failing)"
+        return "skipped: waiting for the API (rate limited or failing)", None
     # The lock lives SYNC_LOCK_TIMEOUT seconds and is renewed after every page, so a killed worker's
     # lock soon expires by itself while a long, healthy run keeps it.
     lock = client().lock(f"batch-dashboard:{kind}:{connection_id}", timeout=settings.SYNC_LOCK_TIMEOUT)
     if not lock.acquire(blocking=False):
-        return LOCK_HELD
+        return LOCK_HELD, None
     result = None
     try:
         if budgeted and pacing.take_call(connection_id) > 0:
-            return "skipped: the connection's API budget for this minute is spent"
+            return "skipped: the connection's API budget for this minute is spent", None
         result = work(connection, on_page=lock.reacquire)
     except (APIError, ConnectionNotConfigured) as error:
         next_attempt = schedule.record_failure(connection, error)
         logger.warning("%s of connection %s failed: %s", kind, connection.name, error)
-        return f"failed: next attempt at {next_attempt.isoformat()}"
+        return f"failed: next attempt at {next_attempt.isoformat()}", None
     except Exception as error:
         # Anything else (the database gone, a bug) is a failure too: recorded, and backed off from,
         # rather than retried at every tick with nothing to show for it.
         next_attempt = schedule.record_failure(connection, error)
         logger.exception("%s of connection %s failed", kind, connection.name)
-        return f"failed: next attempt at {next_attempt.isoformat()}"
+        return f"failed: next attempt at {next_attempt.isoformat()}", None
     finally:
-        if budgeted and result is not None:
-            # One call was taken before the run; a run that walked more pages spent more.
-            pacing.spend_calls(connection_id, result.api_calls - 1)
+        if result is not None:
+            # A budgeted run took one call before it started; the rest it spent as it went.
+            pacing.spend_calls(connection_id, result.api_calls - (1 if budgeted else 0))
         # The lock may have expired while we worked: then there is nothing to release.
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
     schedule.record_success(connection)
-    return (
+    outcome = (
         f"{kind}: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged, {result.api_calls} API calls"
     )
+    return outcome, result
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -78,7 +84,7 @@ def refresh_active_batches(connection_id: int) -> str:
     """Refresh, then record when the next refresh is due (batches.pacing) for beat's dispatcher, which
     looks every second. No countdown message: a worker holding one unacknowledged for its whole delay
     crashes on kombu's Redis transport when Redis drops, and a dropped one would be lost anyway."""
-    outcome = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
+    outcome, _ = _run_locked("refresh", connection_id, sync.refresh_active, budgeted=True)
     if outcome == LOCK_HELD:
         return outcome  # the run holding the lock records the next one when it ends
     connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
@@ -91,7 +97,22 @@ def refresh_active_batches(connection_id: int) -> str:
 
 @shared_task(acks_late=True, ignore_result=True)
 def full_sync_batches(connection_id: int) -> str:
-    return _run_locked("full_sync", connection_id, sync.full_sync)
+    """A full sync, which lists the newest batches as a refresh does: one that saw every active batch
+    stands in for the refresh, whose next run is then due one interval later, and idle one interval
+    per list call it made, so that full syncs add nothing to an idle connection's call a minute. After
+    a complete walk (every 6 hours, and a new connection's first) the refresh follows an interval later
+    all the same, rather than leave the batches it found unwatched for as many minutes as it had pages."""
+    outcome, result = _run_locked("full_sync", connection_id, sync.full_sync)
+    if result is not None and result.refreshed_active:
+        connection = Connection.objects.filter(pk=connection_id, enabled=True).first()
+        if connection is not None:
+            calls = 1 if result.complete_walk else result.api_calls
+            delay = pacing.next_refresh_delay(
+                connection, budget_wait=pacing.budget_wait(connection_id), calls=calls
+            )
+            if schedule.postpone_next_refresh(connection_id, timezone.now() + timedelta(seconds=delay)):
+                live.record_next_refresh(connection_id, time.time() + delay)
+    return outcome
 
 
 @shared_task(ignore_result=True)

@@ -28,6 +28,17 @@ from batches.eta import estimate
 from batches.models import Batch, BatchStatusChange, ProgressSnapshot
 from batches.statuses import STATUS_TIMESTAMP_FIELD
 
+# A batch's cost in micro-dollars from its observation, or None when it has none (no usage yet, or its
+# model has no price). The sync passes spend.costs.Pricer, loaded once per run; the writer only calls it.
+Pricing = Callable[[ApiBatch], int | None]
+
+
+def unpriced(api_batch: ApiBatch) -> int | None:
+    """No cost: for observations whose rows do not carry one (history rows, or data that is priced
+    afterwards in bulk)."""
+    return None
+
+
 # When progress was last seen, the rate it implies and the ETA: derived from an observation and the
 # one before it (see _progress); the values of the three _PROGRESS_COLUMN_NAMES.
 ProgressColumns = tuple[datetime | None, float | None, datetime | None]
@@ -45,6 +56,7 @@ class Observation:
     pk: int = 0  # the batch's row, once stored
     old_status: str = ""  # the stored status it changes from; "" for a batch first seen
     progress: ProgressColumns = _NO_PROGRESS
+    price: Pricing = unpriced
 
 
 Encoding = Literal["datetime", "json"]
@@ -114,6 +126,9 @@ API_COLUMNS: tuple[Column, ...] = (
     Column("errors", _errors, "json"),
     Column("problems", lambda o: list(o.api.problems), "json"),
     Column("raw", attrgetter("api.raw"), "json"),
+    # Priced as it is written, so that a batch is never stored with usage but without its cost and no
+    # second statement per page goes back to price it (spend.costs.Pricer).
+    Column("cost_micros", lambda o: o.price(o.api)),
 )
 # Derived from the observation and its predecessor (see _progress).
 _PROGRESS_COLUMN_NAMES: tuple[str, ...] = ("last_progress_at", "rate_per_minute", "eta_at")
@@ -160,8 +175,6 @@ NEW_BATCH = Insert(
         Column("listed", lambda o: True),
         # Housekeeping's mark (housekeeping/services.py): a batch first seen has not been thinned.
         Column("snapshots_thinned_at", lambda o: None),
-        # Worked out by the sync right after, in the same transaction (spend.costs.price_batches).
-        Column("cost_micros", lambda o: None),
     ),
 )
 
@@ -341,7 +354,7 @@ class Written:
     updated: int = 0
     unchanged: int = 0
     seen_ids: set[str] = field(default_factory=set)
-    # The rows inserted or updated, whose cost the sync then works out (spend.costs).
+    # The rows inserted or updated, whose spend-page copy the sync then refreshes (spend.costs).
     changed_pks: list[int] = field(default_factory=list)
 
 
@@ -374,9 +387,11 @@ def _progress(
     return last_progress_at, guess.rate_per_minute, guess.eta_at
 
 
-def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at: datetime) -> Written:
-    """Write one page of observations, in the caller's transaction. Idempotent, and a stale
-    observation never overwrites a newer one."""
+def write_page(
+    connection_pk: int, api_batches: Sequence[ApiBatch], observed_at: datetime, *, price: Pricing
+) -> Written:
+    """Write one page of observations, in the caller's transaction, each batch with its cost by
+    `price`. Idempotent, and a stale observation never overwrites a newer one."""
     written = Written()
     if not api_batches:
         return written
@@ -402,6 +417,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
                     observed_param,
                     connection_pk=connection_pk,
                     progress=_progress(by_id[batch_id], observed_at),
+                    price=price,
                 )
                 for batch_id in new_ids
             ],
@@ -423,7 +439,7 @@ def write_page(connection_pk: int, api_batches: Sequence[ApiBatch], observed_at:
         if row.raw == api_batch.raw:
             unchanged_pks.append(row.id)
             continue
-        seen = Observation(api_batch, observed_param, pk=row.id, old_status=row.status)
+        seen = Observation(api_batch, observed_param, pk=row.id, old_status=row.status, price=price)
         columns = values(API_COLUMNS, seen)
         counts_changed = _counts_changed(row.raw, api_batch)
         if counts_changed:

@@ -180,7 +180,7 @@ def encodings(args: argparse.Namespace) -> None:
     def first_sync() -> None:
         for data in pages:
             with transaction.atomic():
-                writer.write_page(connection.pk, data, timezone.now())
+                writer.write_page(connection.pk, data, timezone.now(), price=writer.unpriced)
 
     times = interleaved(
         {

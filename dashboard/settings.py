@@ -344,6 +344,9 @@ if LIVE_EVENTS_URL.startswith(("http://", "https://")):
     _events = urlsplit(LIVE_EVENTS_URL)
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["connect-src"].append(f"{_events.scheme}://{_events.netloc}")
 SYNC_IDLE_REFRESH_SECONDS = env_int("SYNC_IDLE_REFRESH_SECONDS", 60, minimum=1)
+# Seconds between full syncs of a connection no page watches (its own full_sync_interval, 5 minutes by
+# default, applies while watched): the refreshes list the newest page, where new batches appear.
+SYNC_IDLE_FULL_SYNC_SECONDS = env_int("SYNC_IDLE_FULL_SYNC_SECONDS", 900, minimum=1)
 SYNC_API_CALLS_PER_MINUTE = env_int("SYNC_API_CALLS_PER_MINUTE", 20, minimum=1)
 # With acks_late, a message whose worker died is handed out again after this many seconds. Workers look
 # for such messages every few seconds (kombu's default look is only every ~100 s).

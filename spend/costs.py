@@ -1,8 +1,10 @@
 """A batch's cost: usage times price, in integer micro-dollars, stored on the batch (Batch.cost_micros).
 
-Written by the sync for the batches a page changed (price_batches) and by a price edit for every batch
-of the models it prices (recompute); both run the same set-based UPDATE, one statement per model and
-connection, so 100,000 batches are repriced by the database and not row by row in Python.
+Written by the sync with every batch it inserts or updates (Pricer, called by batches.writer for its
+cost column, one price table per sync run), and by a price edit for every batch of the models it prices
+(recompute): a set-based UPDATE, one statement per model and connection, so 100,000 batches are
+repriced by the database and not row by row in Python. Both keep the spend page's narrow copy
+(BatchSpend) with the same statement (_refresh_sql).
 
 cost = (uncached input x input rate + cached input x cached rate + output x output rate) / 1e6, rounded
 half up to a micro-dollar, where the rates are micro-dollars per million tokens. Output tokens include
@@ -12,7 +14,7 @@ no cost (NULL): shown as "no price", never $0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from django.db.models.expressions import CombinedExpression
 from django.db.models.fields import BigIntegerField
 from django.db.models.functions import Coalesce
 
+from batches.api.objects import ApiBatch
 from batches.models import Batch
 from spend.models import BatchSpend
 from spend.prices import PriceBook, Rates, base_model
@@ -177,38 +180,60 @@ def _reprice(pairs: Iterable[tuple[int, str]], book: PriceBook, only: Q) -> int:
     return written
 
 
-def price_batches(pks: list[int], book: PriceBook | None = None) -> int:
-    """Cost of these batches (the ones a sync page inserted or changed), in the caller's transaction.
+class Pricer:
+    """Prices API batches of one connection as the sync writes them (batches.writer's cost column):
+    one PriceBook for a whole sync run, each model's rates looked up once."""
 
-    The sync runs this for every page it writes, so the cost is worked out in Python (cost_micros, the
-    same arithmetic as the SQL recompute uses, held equal by a test) and written in one UPDATE: building
-    the SQL expression per (connection, model) pair through the ORM made a first sync of 10,000 batches
-    about 4x slower than listing them (bench_sync), nearly all of it Python building expressions."""
-    if not pks:
-        return 0
-    book = book or PriceBook.load()
-    rows = Batch.objects.filter(pk__in=pks).values_list(
-        "pk", "connection_id", "model", "input_tokens", "cached_tokens", "output_tokens"
-    )
-    costs: list[tuple[int, int | None]] = []
-    for pk, connection_id, model, input_tokens, cached_tokens, output_tokens in rows:
-        rates = book.rates(connection_id, model)
-        costs.append(
-            (pk, None if rates is None else cost_micros(input_tokens, cached_tokens, output_tokens, rates))
-        )
-    if costs:
-        db = connections[router.db_for_write(Batch)]
-        quote = db.ops.quote_name
-        branches = " ".join("WHEN %s THEN CAST(%s AS BIGINT)" for _ in costs)
-        marks = ", ".join(["%s"] * len(costs))
-        with db.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {quote(Batch._meta.db_table)} SET {quote('cost_micros')} = CASE {quote('id')} "
-                f"{branches} END WHERE {quote('id')} IN ({marks})",
-                [value for pair in costs for value in pair] + [pk for pk, _ in costs],
-            )
-    _refresh(f"id IN ({', '.join(['%s'] * len(pks))})", list(pks))
-    return len(costs)
+    def __init__(self, book: PriceBook, connection_id: int) -> None:
+        self.book = book
+        self.connection_id = connection_id
+        self._rates: dict[str, Rates | None] = {}
+
+    @classmethod
+    def load(cls, connection_id: int) -> Pricer:
+        return cls(PriceBook.load(), connection_id)
+
+    def __call__(self, api_batch: ApiBatch) -> int | None:
+        usage = api_batch.usage
+        if usage is None:
+            return None
+        model = api_batch.model or ""
+        try:
+            rates = self._rates[model]
+        except KeyError:
+            rates = self._rates[model] = self.book.rates(self.connection_id, model)
+        if rates is None:
+            return None
+        return cost_micros(usage.input_tokens, usage.cached_tokens, usage.output_tokens, rates)
+
+    def is_current(self) -> bool:
+        """Whether the price table still says what it said when this was loaded: a price edited during
+        a sync run may have been recomputed before the run wrote its batches with the old one."""
+        return PriceBook.load() == self.book
+
+
+def refresh_spend(pks: list[int]) -> None:
+    """The spend page's copy (BatchSpend) of these batches, as they are stored now: one statement, in
+    the caller's transaction (the sync runs it for every page it writes)."""
+    if pks:
+        _refresh(f"id IN ({', '.join(['%s'] * len(pks))})", list(pks))
+
+
+# Batches per statement of reprice: well under every database's limit on parameters.
+_REPRICE_CHUNK = 500
+
+
+def reprice(pks: Sequence[int]) -> int:
+    """Cost of these batches again, with today's prices, and their spend-page copies: what a sync run
+    whose prices changed while it ran does for the batches it wrote. Returns the rows written."""
+    book = PriceBook.load()
+    written = 0
+    for start in range(0, len(pks), _REPRICE_CHUNK):
+        chunk = Q(pk__in=list(pks[start : start + _REPRICE_CHUNK]))
+        pairs = Batch.objects.filter(chunk).values_list("connection_id", "model").distinct()
+        written += _reprice(list(pairs), book, chunk)
+        refresh_spend(list(pks[start : start + _REPRICE_CHUNK]))
+    return written
 
 
 def recompute(models: Iterable[str] | None = None) -> int:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from django.utils import timezone
 
 from batches import live, pacing
 from batches.models import Connection
@@ -42,7 +43,9 @@ def paced_connection(simulator_connection) -> Connection:
     """Refreshed every INTERVAL seconds while watched; a simulator that moves no batch, so each run is
     cheap. Its full sync is far off, so that only refreshes run."""
     Connection.objects.filter(pk=simulator_connection.pk).update(
-        refresh_interval=INTERVAL, full_sync_interval=3600
+        refresh_interval=INTERVAL,
+        full_sync_interval=3600,
+        next_full_sync_at=timezone.now() + timedelta(hours=1),
     )
     simulator_connection.refresh_from_db()
     return simulator_connection

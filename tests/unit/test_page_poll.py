@@ -74,7 +74,7 @@ def observe(batch: Batch, **changes) -> None:
         "completion_window": "24h",
         "input_file_id": batch.input_file_id,
     }
-    writer.write_page(batch.connection_id, [ApiBatch.from_json(raw)], timezone.now())
+    writer.write_page(batch.connection_id, [ApiBatch.from_json(raw)], timezone.now(), price=writer.unpriced)
 
 
 def test_the_list_polls_once_for_the_whole_page_and_its_rows_not_at_all(client, member):
