@@ -39,17 +39,23 @@ def snapshots(batch: Batch, limit: int | None = None) -> list[Snapshot]:
     by the database (the first, the last and every k-th), so the page never converts thousands of rows."""
     limit = limit or MAX_POINTS
     table = ProgressSnapshot._meta.db_table
-    # Window functions: SQLite >= 3.25 and PostgreSQL. Integer division on both.
+    # Numbered in the order of one_snapshot_per_count (batch, completed, failed, total), which is time
+    # order because counts only grow: the numbering reads that index alone, and only the picked rows
+    # are fetched from the table (numbering by taken_at fetched and sorted every row: 0.45 s at 17,000,
+    # plus a sort). Window functions: SQLite >= 3.25 and PostgreSQL; integer division on both.
     rows = ProgressSnapshot.objects.raw(
         f"""
-        SELECT id, taken_at, completed, failed, total FROM (
-            SELECT id, taken_at, completed, failed, total,
-                   ROW_NUMBER() OVER (ORDER BY taken_at, id) AS n,
-                   COUNT(*) OVER () AS c
-            FROM {table} WHERE batch_id = %s
-        ) AS numbered
-        WHERE c <= %s OR n = 1 OR n = c OR n %% ((c + %s - 1) / %s) = 0
-        ORDER BY taken_at, id
+        SELECT s.id, s.taken_at, s.completed, s.failed, s.total
+        FROM {table} AS s JOIN (
+            SELECT id FROM (
+                SELECT id,
+                       ROW_NUMBER() OVER (ORDER BY completed, failed, total, id) AS n,
+                       COUNT(*) OVER () AS c
+                FROM {table} WHERE batch_id = %s
+            ) AS numbered
+            WHERE c <= %s OR n = 1 OR n = c OR n %% ((c + %s - 1) / %s) = 0
+        ) AS picked ON picked.id = s.id
+        ORDER BY s.taken_at, s.id
         """,
         [batch.pk, limit, limit, limit],
     )
