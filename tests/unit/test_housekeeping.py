@@ -497,3 +497,17 @@ def test_a_running_batch_with_more_snapshots_than_a_chart_needs_is_drawn_from_an
     full = polyline(charts.progress_svg([(s.at, s.completed, s.failed, s.total) for s in every], until=NOW))
     drawn = polyline(selectors_history.batch_history(batch, NOW).progress)
     assert max(abs(height_at(drawn, x) - y) for x, y in full) < 1.0
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's one write lock")
+def test_on_sqlite_housekeeping_pauses_after_each_chunk_as_long_as_it_took_so_a_sync_gets_the_lock(
+    monkeypatch,
+):
+    pauses: list[float] = []
+    clock = iter([100.0, 100.03, 100.03, 100.5, 100.5])  # chunks of 30 ms, then 470 ms
+    fake_time = type("FakeTime", (), {"sleep": staticmethod(pauses.append), "monotonic": lambda: next(clock)})
+    monkeypatch.setattr(services, "time", fake_time)
+    budget = services._Budget(None, None)
+    budget.tick()
+    budget.tick()
+    assert pauses == [pytest.approx(0.03), services.MAX_PAUSE_SECONDS]
