@@ -227,7 +227,8 @@ def figures(
             "stale one (204, 204, a render), as a 5 s poll against a 15 s refresh makes a browser do; a "
             "changed row renders, and so does every poll of the worst case.",
             "row polls reuse their check of who is polling for DASHBOARD_POLL_AUTH_SECONDS (2 s, the "
-            "default; accounts/polls.py), so most polls load no user; the ceiling loads none either.",
+            "default; accounts/polls.py), so most polls load no user; the ceiling, an ordinary view behind "
+            "LoginRequiredMiddleware, loads the session and the user on every request.",
             "server CPU/req: the gunicorn processes' CPU time during the run divided by the requests.",
         ],
         "headline": {
