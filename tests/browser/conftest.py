@@ -35,12 +35,15 @@ def chromium_path() -> str:
     pytest.fail("Chromium is not installed; `make test` installs it from the system packages")
 
 
-@pytest.fixture(scope="session")
+# One Chromium per module, not per session: Playwright's sync API runs an event loop in this thread
+# while it is open, and pytest-django runs other transactional tests between browser modules, where
+# Django's test client then cannot call an async view (the events stream: async_to_sync refuses to
+# run inside a running loop). A launch costs about a second.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str):
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the tests
-    # themselves around it are synchronous and safe.
+    # The ORM calls made by the tests themselves around the event loop are synchronous and safe.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

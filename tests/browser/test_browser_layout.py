@@ -330,7 +330,7 @@ def test_a_batch_that_finishes_is_announced_once_and_unchanged_polls_say_nothing
     page = context.new_page()
     try:
         polls: list[int] = []
-        page.on("response", lambda response: "/live/" in response.url and polls.append(response.status))
+        page.on("response", lambda response: "/live/?" in response.url and polls.append(response.status))
         open_page(page, live_server, seeded, "list")
         announcer = page.locator("#announcer")
         assert announcer.get_attribute("aria-live") == "polite"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import redis
-from asgiref.sync import async_to_sync
 
 from batches import live, live_events
+from tests.support.asyncio_thread import run_async
 
 
 def test_streams_survive_a_redis_crash_and_are_told_to_poll_once_it_is_back(dedicated_redis):
@@ -35,7 +35,7 @@ def test_streams_survive_a_redis_crash_and_are_told_to_poll_once_it_is_back(dedi
         await hub.close()
         return received
 
-    received = async_to_sync(scenario)()
+    received = run_async(scenario)
     assert received[1] == b": heartbeat\n\n"
     assert b"event: change\ndata: all\n\n" in received
     assert received[-1] == b"event: change\ndata: 5\n\n"

@@ -11,12 +11,12 @@ import subprocess
 import sys
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 from batches import live, live_events
 from batches.models import Connection
 from dashboard import shared_redis
+from tests.support.asyncio_thread import run_async
 from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def asgi_get(path: str, user=None, **headers):
             await client.aforce_login(user)
         return await client.get(path, headers=headers)
 
-    return async_to_sync(get)()
+    return run_async(get)
 
 
 @closes_its_connection
@@ -76,7 +76,7 @@ def test_under_asgi_a_signed_in_user_gets_a_stream_that_ends(settings):
     async def body() -> bytes:
         return b"".join([chunk async for chunk in response.streaming_content])
 
-    text = async_to_sync(body)().decode()
+    text = run_async(body).decode()
     assert text.startswith("retry: ") and ": heartbeat" in text
 
 
@@ -107,7 +107,7 @@ def test_a_stream_is_told_only_of_the_connections_it_watches_once_per_burst(redi
         await hub.close()
         return received
 
-    received = async_to_sync(scenario)()
+    received = run_async(scenario)
     assert received[1] == b"event: change\ndata: 3\n\n"
 
 
