@@ -42,7 +42,8 @@ def snapshots(batch: Batch, limit: int | None = None) -> list[Snapshot]:
     # Numbered in the order of one_snapshot_per_count (batch, completed, failed, total), which is time
     # order because counts only grow: the numbering reads that index alone, and only the picked rows
     # are fetched from the table (numbering by taken_at fetched and sorted every row: 0.45 s at 17,000,
-    # plus a sort). Window functions: SQLite >= 3.25 and PostgreSQL; integer division on both.
+    # plus a sort). Window functions: SQLite >= 3.25 and PostgreSQL; integer division on both (the cast:
+    # PostgreSQL may take a parameter as numeric).
     rows = ProgressSnapshot.objects.raw(
         f"""
         SELECT s.id, s.taken_at, s.completed, s.failed, s.total
@@ -53,7 +54,7 @@ def snapshots(batch: Batch, limit: int | None = None) -> list[Snapshot]:
                        COUNT(*) OVER () AS c
                 FROM {table} WHERE batch_id = %s
             ) AS numbered
-            WHERE c <= %s OR n = 1 OR n = c OR n %% ((c + %s - 1) / %s) = 0
+            WHERE c <= %s OR n = 1 OR n = c OR n %% ((c + %s - 1) / CAST(%s AS INTEGER)) = 0
         ) AS picked ON picked.id = s.id
         ORDER BY s.taken_at, s.id
         """,
