@@ -148,6 +148,7 @@ def figures(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]
             + f" (goal <= {GOAL_LIST}); a day's housekeeping "
             + ", ".join(f"{d:.1f} s" for d in day)
             + (f"; longest lock wait {worst * 1000:.0f} ms" if sqlite else "")
+            + (f"; query plans not as meant: {len(bad)}" if judged else "")
             + f": {'met' if met else 'NOT met'}"
         ),
     }
