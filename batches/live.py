@@ -31,10 +31,9 @@ logger = logging.getLogger(__name__)
 CHANGES_KEY = "batch-dashboard:changes"
 WATCH_PREFIX = "batch-dashboard:watched:"
 NEXT_REFRESH_KEY = "batch-dashboard:next-refresh"
-# --- push (batches/live_events.py): every bump is also published here as the connection's pk, the
-# doorbell that makes open pages poll at once.
+# Every bump is also published here as the connection's pk: the doorbell that makes open pages poll at
+# once (batches/live_events.py).
 EVENTS_CHANNEL = "batch-dashboard:changes:events"
-# --- end push
 # A page that shows every connection (the unfiltered list) watches this one key instead of each.
 EVERY_CONNECTION = "all"
 
@@ -73,20 +72,19 @@ def watch_and_read(watched: Iterable[str], also_get: Sequence[str] = ()) -> Read
     """Mark `watched` (connection pks as strings, or EVERY_CONNECTION) as watched and read the
     current change token and when the next refreshes are due, in one round trip; with the values
     of the keys `also_get` in the same one (the page poll's shared page state, batches.views_live)."""
+    names = list(watched)
     try:
         pipe = client().pipeline(transaction=False)
-        for name in watched:
+        for name in names:
             pipe.set(f"{WATCH_PREFIX}{name}", 1, ex=settings.LIVE_WATCH_SECONDS)
         pipe.hgetall(CHANGES_KEY)
         pipe.hgetall(NEXT_REFRESH_KEY)
         for key in also_get:
             pipe.get(key)
-        results = pipe.execute()
+        counters, due, *also = pipe.execute()[len(names) :]
     except (RedisError, OSError):
         return Reading(None, {})
-    counters, due = results[len(results) - len(also_get) - 2 : len(results) - len(also_get)]
-    also = tuple(results[len(results) - len(also_get) :]) if also_get else ()
-    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()}, also)
+    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()}, tuple(also))
 
 
 def record_next_refresh(connection_pk: int, at: float) -> None:
