@@ -31,7 +31,10 @@ MAX_WATCHED = 20
 def watched_names(query: str) -> list[str]:
     """The page's `w` parameter, as its poll sends it: connection pks, or `all`; the rest is dropped."""
     names = [
-        name for name in query.split(",")[:MAX_WATCHED] if name.isdigit() or name == live.EVERY_CONNECTION
+        name
+        for name in query.split(",")[:MAX_WATCHED]
+        # isascii: "²".isdigit() is true, and int() refuses it.
+        if (name.isascii() and name.isdigit()) or name == live.EVERY_CONNECTION
     ]
     return list(dict.fromkeys(name for name in names if len(name) <= live_events.MAX_MESSAGE_BYTES))
 

@@ -25,13 +25,15 @@ import hashlib
 import pickle
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import TooManyFieldsSent
 from django.http import Http404, HttpResponse, QueryDict
 from django.template import Context, Engine, Template, engines
 from django.template.backends.django import DjangoTemplates
@@ -71,6 +73,31 @@ URL_SLOT = "LIVEURLSLOTQ7X"
 
 
 @dataclass(frozen=True)
+class PollQuery:
+    """A poll's query string, parsed once: the poll's own parameters (POLL_PARAMS, the last value of
+    each, as QueryDict.get gives) and the rest, the page's filters, encoded again. Django's QueryDict
+    was a tenth of a page poll: most of the string is the rows' versions, which are read once here."""
+
+    own: dict[str, str]
+    filters: str  # the page's filters, urlencoded: what the next poll URL and the page state's key carry
+
+    @classmethod
+    def parse(cls, raw: str) -> PollQuery:
+        try:
+            pairs = parse_qsl(
+                raw, keep_blank_values=True, max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            )
+        except ValueError as error:  # more fields than Django itself would parse: a 400, as Django's
+            raise TooManyFieldsSent("Too many fields in the poll's query string.") from error
+        own = {name: value for name, value in pairs if name in POLL_PARAMS}
+        return cls(own=own, filters=urlencode([(n, v) for n, v in pairs if n not in POLL_PARAMS]))
+
+    def filter_query(self) -> QueryDict:
+        """The filters as the list's selectors take them (only when a page's state is worked out)."""
+        return QueryDict(self.filters)
+
+
+@dataclass(frozen=True)
 class Shown:
     """What the page says it shows, parsed strictly: anything malformed counts as outdated."""
 
@@ -83,26 +110,27 @@ class Shown:
     running: bool = True  # whether the page had running rows at its last answer (r=0 says not)
 
     @classmethod
-    def from_query(cls, query: QueryDict) -> Shown:
+    def from_query(cls, query: Mapping[str, str]) -> Shown:
         rows_shown: dict[int, str] = {}
         for item in query.get("rows", "").split(",")[: live_selectors.MAX_POLLED_ROWS]:
             pk, _, version = item.partition(".")
-            if pk.isdigit() and version:
+            # _number's test, inline: this runs for every row of every poll.
+            if version and pk.isdigit() and pk.isascii() and len(pk) <= 18:
                 rows_shown[int(pk)] = version[:32]
         watched = [
             name
             for name in query.get("w", "").split(",")[:MAX_WATCHED]
-            if name == live.EVERY_CONNECTION or name.isdigit()
+            if name == live.EVERY_CONNECTION or _number(name) is not None
         ]
         first = query.get("first", "")
         issued = query.get("t", "")
         return cls(
             token=query.get("c", "")[:2000],
-            issued=float(issued) if issued.isdigit() else 0.0,
+            issued=float(_number(issued) or 0),
             watched=tuple(watched),
             rows=rows_shown,
             parts={name: query.get(name, "")[:32] for name in ("s", "v", "h")},
-            first=int(first) if first.isdigit() else None,
+            first=_number(first),
             running=query.get("r", "1") != "0",
         )
 
@@ -113,14 +141,22 @@ class Shown:
         return token is not None and token == self.token and 0 <= age < settings.LIVE_RECHECK_SECONDS
 
 
-def poll_element(url: str, query: QueryDict, token: str | None, seconds: int) -> str:
-    """The poll element for `query`, which it completes (callers pass a QueryDict of their own)."""
-    query["c"] = token or ""
-    query["t"] = str(int(time.time()))
+def _number(text: str) -> int | None:
+    """A non-negative integer as a page sends one, or None: ASCII digits only ("²".isdigit() is true
+    and int() refuses it) and short (int() refuses more than 4,300 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def poll_element(url: str, query: str, token: str | None, seconds: int) -> str:
+    """The poll element for `url` with the query string `query` (urlencoded), which it completes with
+    the change token and the time."""
+    stamp = urlencode({"c": token or "", "t": str(int(time.time()))})
     template = _engine().get_template("batches/_live_poll.html")
     markup = _poll_markup(template, seconds, settings.LIVE_EVENTS_URL)
     # The template's output with the URL escaped as its autoescaping would: safe to put in a page.
-    return mark_safe(markup.replace(URL_SLOT, escape(f"{url}?{query.urlencode()}")))
+    return mark_safe(
+        markup.replace(URL_SLOT, escape(f"{url}?{query}&{stamp}" if query else f"{url}?{stamp}"))
+    )
 
 
 def _engine() -> Engine:
@@ -136,20 +172,8 @@ def _poll_markup(template: Template, seconds: int, events_url: str) -> str:
     return template.render(Context(context))
 
 
-def _watching(watched: str) -> QueryDict:
-    query = QueryDict(mutable=True)
-    query["w"] = watched
-    return query
-
-
-def _page_query(request: PollRequest) -> QueryDict:
-    """The list's filters from the poll's query string: built afresh rather than copied (QueryDict's
-    copy is a deep copy, a measurable part of a poll, and most of the string is the rows)."""
-    query = QueryDict(mutable=True)
-    for name, values in request.GET.lists():
-        if name not in POLL_PARAMS:
-            query.setlist(name, values)
-    return query
+def _watching(watched: str) -> str:
+    return urlencode({"w": watched})
 
 
 @dataclass(frozen=True)
@@ -166,11 +190,11 @@ class PageState:
     newest: int | None  # the first row of the first page, when the page asked
 
 
-def _state_key(request: PollRequest, shown: Shown, page_query: QueryDict) -> str:
+def _state_key(request: PollRequest, shown: Shown, filters: str) -> str:
     """Where the state of this page (filters, rows shown, the asker's role) is kept in Redis: known
     before the change token, so that it is read in the same round trip (live.watch_and_read)."""
     page = (
-        page_query.urlencode(),
+        filters,
         sorted(shown.rows),
         request.poller.can_operate,
         request.poller.can_admin,
@@ -180,7 +204,7 @@ def _state_key(request: PollRequest, shown: Shown, page_query: QueryDict) -> str
 
 
 def _page_state(
-    request: PollRequest, shown: Shown, page_query: QueryDict, token: str | None, key: str, kept: bytes | None
+    request: PollRequest, shown: Shown, query: PollQuery, token: str | None, key: str, kept: bytes | None
 ) -> PageState:
     """The page's state for `token`, or, while another request is working that out, the last one
     kept (`kept`, read with the token; it carries its own older token, which the answer then
@@ -189,7 +213,7 @@ def _page_state(
     would cost every tab polling at that moment the queries and the render, the tail of the answer
     times under load. Kept in Redis (dashboard.shared_redis), shared by every web process."""
     if token is None:  # Redis is unreachable: nothing is shared, nothing kept
-        return _work_out_state(request, shown, page_query, None)
+        return _work_out_state(request, shown, query.filter_query(), None)
     state = _unpickled(kept)
     if state is not None:
         if state.token == token and 0 <= time.time() - state.computed_at < PAGE_STATE_SECONDS:
@@ -197,7 +221,7 @@ def _page_state(
         # One request works out the new state; the others meanwhile answer from the kept one.
         if not _claim(key):
             return state
-    state = _work_out_state(request, shown, page_query, token)
+    state = _work_out_state(request, shown, query.filter_query(), token)
     with contextlib.suppress(RedisError, OSError):
         pipe = shared_redis.client().pipeline(transaction=False)
         pipe.set(key, pickle.dumps(state, pickle.HIGHEST_PROTOCOL), ex=PAGE_STATE_KEEP_SECONDS)
@@ -266,15 +290,15 @@ def _work_out_state(
 @login_not_required  # the poll's own check instead, as for the row poll (accounts.polls)
 @poll_login_required
 def list_live(request: PollRequest) -> HttpResponse:
-    shown = Shown.from_query(request.GET)
-    page_query = _page_query(request)
-    key = _state_key(request, shown, page_query)
+    query = PollQuery.parse(request.META.get("QUERY_STRING", ""))
+    shown = Shown.from_query(query.own)
+    key = _state_key(request, shown, query.filters)
     # One round trip: watched, the change token, the refreshes due, and the page's kept state.
     reading = live.watch_and_read(shown.watched, also_get=(key,))
     token = reading.token
     if shown.is_current(token):
         return _paced(HttpResponse(status=204), reading, shown.watched, shown.running)
-    state = _page_state(request, shown, page_query, token, key, reading.also[0] if reading.also else None)
+    state = _page_state(request, shown, query, token, key, reading.also[0] if reading.also else None)
     # Usually the current token; an older one while another request works out the current state.
     token = state.token
     response = HttpResponse()
@@ -283,14 +307,11 @@ def list_live(request: PollRequest) -> HttpResponse:
     if first is not None and state.newest is not None and state.newest > first:
         # New batches (rows are numbered as they are first seen) go on top of the table; the rows the
         # page shows stay. A first row that only left the filter (no longer running) changes nothing.
-        new_rows, newest, running = _new_rows(request, BatchFilters.from_query(page_query), first)
+        new_rows, newest, running = _new_rows(request, BatchFilters.from_query(query.filter_query()), first)
         first = newest if newest is not None and newest > first else first
-    live_query = _page_query(request)
-    live_query["w"] = ",".join(shown.watched)
-    if first is not None:
-        live_query["first"] = str(first)
     running = running or any(active for _, active in state.rows.values())
-    live_query["r"] = "1" if running else "0"
+    own = {"w": ",".join(shown.watched), **({"first": str(first)} if first is not None else {})}
+    live_query = "&".join(part for part in (query.filters, urlencode({**own, "r": int(running)})) if part)
     # This very URL (the list's poll), without a reverse() per poll.
     response.write(poll_element(request.path, live_query, token, _seconds(running)))
     changed = {pk: version for pk, (version, _) in state.rows.items() if version != shown.rows.get(pk)}
@@ -377,7 +398,8 @@ def list_poll_context(
         query["first"] = str(page.rows[0].pk)
     running = any(row["live_version"] for row in shown_rows)
     query["r"] = "1" if running else "0"
-    return {"live_poll": poll_element(reverse("batches:live"), query, live.read_token(), _seconds(running))}
+    url = reverse("batches:live")
+    return {"live_poll": poll_element(url, query.urlencode(), live.read_token(), _seconds(running))}
 
 
 def _seconds(running: bool) -> int:
@@ -388,7 +410,7 @@ def _seconds(running: bool) -> int:
 @login_not_required
 @poll_login_required
 def detail_live(request: PollRequest, pk: int) -> HttpResponse:
-    shown = Shown.from_query(request.GET)
+    shown = Shown.from_query(PollQuery.parse(request.META.get("QUERY_STRING", "")).own)
     reading = live.watch_and_read(shown.watched)
     token = reading.token
     if shown.is_current(token):

@@ -154,7 +154,8 @@ def expiry_seconds(value: Any, param: str) -> int:
     if value["anchor"] != "created_at":
         raise invalid_value(f"{param}.anchor", value["anchor"], ("created_at",))
     seconds = value["seconds"]
-    if isinstance(seconds, str) and seconds.strip().lstrip("-").isdigit():
+    digits = seconds.strip().lstrip("-") if isinstance(seconds, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= 12:
         seconds = int(seconds)  # multipart form fields arrive as text
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         raise invalid_type(f"{param}.seconds", "an integer", seconds)

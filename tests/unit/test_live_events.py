@@ -137,6 +137,6 @@ def test_connections_are_visible_to_a_stream_only_if_they_exist():
     from batches.views_events import visible_names, watched_names
 
     connection = Connection.objects.create(name="one", base_url="http://127.0.0.1:9/v1")
-    names = watched_names(f"{connection.pk},99999,all,<x>,{'9' * 40}")
+    names = watched_names(f"{connection.pk},99999,all,<x>,{'9' * 40},²")
     assert names == [str(connection.pk), "99999", "all"]
     assert visible_names(names) == [str(connection.pk), "all"]

@@ -175,8 +175,24 @@ def test_the_token_is_compared_again_after_its_age_limit(client, member, setting
 
 def test_a_garbled_poll_is_answered_with_the_page_state_not_an_error(client, member):
     make_batch(status="in_progress")
-    for query in ("rows=x.y,..,1", "c=%00&t=-5&w=;drop", "first=abc&rows=" + "9" * 40 + ".ab"):
-        assert client.get(f"/live/?{query}", HTTP_HX_REQUEST="true").status_code == 200
+    garbled = (
+        "rows=x.y,..,1",
+        "c=%00&t=-5&w=;drop",
+        "first=abc&rows=" + "9" * 40 + ".ab",
+        # Digits int() refuses: a superscript, more than 4,300 of them.
+        "first=%C2%B2&t=%C2%B2&w=%C2%B2&rows=%C2%B2.ab",
+        "first=" + "9" * 5000 + "&t=" + "9" * 5000 + "&rows=" + "9" * 5000 + ".ab",
+        "status=%ff%fe&rows=%&w=all&&&=&c",
+    )
+    for query in garbled:
+        assert client.get(f"/live/?{query}", HTTP_HX_REQUEST="true").status_code == 200, query
+    assert client.get("/batches/1/live/?first=%C2%B2", HTTP_HX_REQUEST="true").status_code in (200, 404)
+
+
+def test_a_poll_with_more_fields_than_django_parses_is_a_client_error(client, member, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    answer = client.get("/live/?" + "&".join(f"f{n}=1" for n in range(11)), HTTP_HX_REQUEST="true")
+    assert answer.status_code == 400
 
 
 def test_an_expired_session_sends_the_page_to_the_login(client, member):
@@ -326,5 +342,5 @@ def test_the_poll_element_is_the_templates_own_render_with_its_url_escaped(monke
             "events_url": "/live/events/",
         }
     )
-    assert poll_element("/live/", query, "1-2", 30) == expected
+    assert poll_element("/live/", query.urlencode(), "1-2", 30) == expected
     assert "&amp;c=1-2" in expected
