@@ -65,7 +65,8 @@ MIDDLEWARE = [
     "batches.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with the settings' policy built once (dashboard/csp.py).
+    "dashboard.csp.SettingsPolicyCSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "batches.middleware.HtmxLoginRedirectMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into a clear 429 page.
