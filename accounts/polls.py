@@ -10,12 +10,14 @@ POLL_AUTH_SECONDS:
 - a user deactivated, demoted or whose password changed elsewhere is noticed within those seconds;
 - every other request, and every write (cancel), checks the user in full as before.
 
-The answer is kept in the shared cache (Redis), not in one web process's memory, so that every
+The answer is kept in Redis (dashboard.shared_redis, as plain text: Django's cache API, with its key
+checks and pickling, was a twentieth of a page poll), not in one web process's memory, so that every
 gunicorn worker agrees on it; while Redis is down every poll simply checks in full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -26,12 +28,13 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.views import redirect_to_login
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
 
 from accounts.roles import can_admin, can_operate
+from dashboard import shared_redis
 
-CACHE_PREFIX = "poller:"
+CACHE_PREFIX = "batch-dashboard:poller:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +62,46 @@ def poller(request: HttpRequest) -> Poller | None:
     window = settings.POLL_AUTH_SECONDS
     now = time.time()  # wall-clock time, since web processes on different machines compare it
     if window > 0:
-        known = cache.get(key)
-        # The cache's own expiry is only housekeeping: the age is checked here, to the window.
-        if isinstance(known, tuple) and len(known) == 3 and 0 <= now - known[2] < window:
-            return Poller(can_operate=bool(known[0]), can_admin=bool(known[1]), checked_at=float(known[2]))
+        known = _read(key)
+        # The key's own expiry is only housekeeping: the age is checked here, to the window.
+        if known is not None and 0 <= now - known.checked_at < window:
+            return known
     user = request.user  # the full check: active, password unchanged, role
     if not user.is_authenticated:
         if window > 0:
-            cache.delete(key)
+            _forget(key)
         return None
     checked = Poller(can_operate=can_operate(user), can_admin=can_admin(user), checked_at=now)
     if window > 0:
-        cache.set(key, (checked.can_operate, checked.can_admin, now), timeout=max(1, math.ceil(window)))
+        _keep(key, checked, max(1, math.ceil(window)))
     return checked
+
+
+def _read(key: str) -> Poller | None:
+    try:
+        kept = shared_redis.client().get(key)
+    except (RedisError, OSError):
+        return None
+    # "<can operate> <can admin> <checked at>"; anything else (an older release's value) is ignored.
+    fields = kept.split() if isinstance(kept, bytes) else []
+    if len(fields) != 3 or fields[0] not in (b"0", b"1") or fields[1] not in (b"0", b"1"):
+        return None
+    try:
+        checked_at = float(fields[2])
+    except ValueError:
+        return None
+    return Poller(can_operate=fields[0] == b"1", can_admin=fields[1] == b"1", checked_at=checked_at)
+
+
+def _keep(key: str, checked: Poller, seconds: int) -> None:
+    text = f"{int(checked.can_operate)} {int(checked.can_admin)} {checked.checked_at!r}"
+    with contextlib.suppress(RedisError, OSError):
+        shared_redis.client().set(key, text, ex=seconds)
+
+
+def _forget(key: str) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        shared_redis.client().delete(key)
 
 
 def poll_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -6,15 +6,24 @@ polls included, and most of that read was Django building the ORM query again ea
 database: profiled at about 0.25 ms of a 0.85 ms row poll (benchmarks/bench_poll_load.py, issue 13's
 follow-up). This store reads the row with one SQL statement, with the same table and the same expiry
 rule as Django's; writing, refreshing and deleting sessions are Django's own, inherited unchanged.
+
+Decoding the row (checking its signature, then JSON) was another twentieth of a page poll, the same
+work on the same text every few seconds for every open page. The text is signed and decodes to the
+same data every time, so a process remembers the last few hundred it decoded: only sessions of plain
+values (a signed-in user's are: ids and hashes), whose copy cannot be changed through the memory.
+The session itself is still read from the database every time, so a sign-out ends it at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.core.signals import setting_changed
 from django.db import connections, router
+from django.dispatch import receiver
 from django.utils import timezone
 
 
@@ -23,7 +32,15 @@ class _Row:
     session_data: str
 
 
+# Values a session may hold for its decoded form to be remembered (a shallow copy is then a full one).
+_PLAIN = (str, int, float, bool, type(None))
+
+
 class SessionStore(DatabaseSessionStore):
+    def decode(self, session_data: str) -> dict[str, Any]:
+        plain = _decoded(type(self), session_data)
+        return dict(plain) if plain is not None else super().decode(session_data)
+
     def _get_session_from_db(self) -> Any:
         key = self.session_key
         if not key:
@@ -43,3 +60,18 @@ class SessionStore(DatabaseSessionStore):
             self._session_key = None
             return None
         return _Row(session_data=row[0])
+
+
+@lru_cache(maxsize=512)
+def _decoded(store: type[SessionStore], session_data: str) -> dict[str, Any] | None:
+    """The session's data if it holds plain values only (else None: decoded afresh each time)."""
+    data = super(SessionStore, store()).decode(session_data)
+    return data if data and all(isinstance(value, _PLAIN) for value in data.values()) else None
+
+
+@receiver(setting_changed)
+def _forget_decoded(setting: str, **kwargs: object) -> None:
+    # A session signed with a key no longer accepted must stop decoding at once (tests change keys;
+    # a deployment that does restarts its processes).
+    if setting.startswith("SECRET_KEY"):
+        _decoded.cache_clear()

@@ -47,3 +47,29 @@ def test_a_deleted_session_signs_the_user_out_at_once(client):
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+def test_a_remembered_decoding_gives_each_request_its_own_copy():
+    store = SessionStore()
+    store["answer"] = 42
+    store.save()
+    first = SessionStore(store.session_key)
+    first["answer"] = 43  # changed in one request, not saved
+    assert SessionStore(store.session_key)["answer"] == 42
+
+
+def test_a_session_holding_a_list_is_decoded_afresh_so_a_change_to_it_stays_in_its_request():
+    store = SessionStore()
+    store["seen"] = [1]
+    store.save()
+    SessionStore(store.session_key)["seen"].append(2)
+    assert SessionStore(store.session_key)["seen"] == [1]
+
+
+def test_a_session_signed_with_a_key_no_longer_accepted_stops_decoding_at_once(settings):
+    store = SessionStore()
+    store["answer"] = 42
+    store.save()
+    assert SessionStore(store.session_key)["answer"] == 42
+    settings.SECRET_KEY = "another-" + "k" * 50
+    assert SessionStore(store.session_key).get("answer") is None
