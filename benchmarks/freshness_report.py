@@ -23,6 +23,7 @@ class Change:
     db_at: float | None = None
     seen_at: float | None = None
     timed_out: bool = False
+    how: str = ""  # finishes: "its end" (its planned outcome reached) or "cancelled" (through the API)
 
     @property
     def delay(self) -> float | None:
@@ -50,6 +51,18 @@ def _delays(args, changes: list[Change]) -> dict[str, dict[str, float]]:
         "sync": _stats([change.db_at - change.at for change in seen]),  # type: ignore[operator]
         "page": _stats([change.seen_at - change.db_at for change in seen]),  # type: ignore[operator]
     }
+
+
+def _finish_kinds(args, finishes: list[Change]) -> str:
+    parts = []
+    for how, label in (
+        ("its end", "reached their own end (the clock advanced at most 300 simulated s)"),
+        ("cancelled", "were cancelled through the API and taken past a 5-30 s cancelling time"),
+    ):
+        kind = [change for change in finishes if change.how == how]
+        p95 = _delays(args, kind)["total"].get("p95") if kind else None
+        parts.append(f"{len(kind)} {label}" + (f" (p95 {p95:.1f} s)" if p95 is not None else ""))
+    return "finishes: " + "; ".join(parts) + ", so that the running batches last the whole phase."
 
 
 def figures(
@@ -92,6 +105,7 @@ def figures(
         "changes_measured": len(changes),
         "finishes_requested": args.finishes,
         "finishes_measured": len(finishes),
+        "finishes_by_cancel": sum(1 for change in finishes if change.how == "cancelled"),
         "timeouts": len(timeouts),
         "skipped_candidates": skipped,
         "simulated_batches": args.batches,
@@ -127,6 +141,7 @@ def figures(
             "runserver with DJANGO_DEBUG=0, SQLite; headless Chromium showing /?status=in_progress.",
             f"changes {args.gap_min:g}-{args.gap_max:g} s apart at random, so they fall anywhere in the "
             "refresh and poll cycles; the row is read every 0.1 s.",
+            _finish_kinds(args, finishes),
             "webhooks: simulator/webhooks.py signs and posts batch.completed/failed/expired/cancelled to "
             "/webhooks/openai/simulated/ within 0.1 s of a finish; the dashboard queues a refresh of that "
             "batch (alerts.tasks.refresh_batch_now); the page learns of that write as above.",

@@ -124,5 +124,11 @@ class Simulator:
     def advance(self, seconds: float) -> None:
         self.control.post("/_sim/advance", json={"seconds": seconds}).raise_for_status()
 
+    def cancel(self, batch_id: str, key: str) -> None:
+        """Cancel a batch through the API, as a client does (the simulator then cancels it after its
+        cancelling time)."""
+        headers = {"Authorization": f"Bearer {key}"}
+        self.control.post(f"/v1/batches/{batch_id}/cancel", headers=headers).raise_for_status()
+
     def close(self) -> None:
         self.control.close()
