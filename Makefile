@@ -45,9 +45,10 @@ test-deps: deps
 	$(call ensure_package,redis-server,redis-server)
 	$(call ensure_package,chromium,chromium)
 
-# DJANGO_DEBUG=1 only so that settings need no secret key; tests run with DEBUG off regardless.
+# DJANGO_DEBUG=1 only so that settings need no secret key; tests run with DEBUG off regardless. The 15
+# slowest tests are listed at the end: CI has to stay well under 15 minutes, and they are where to look.
 test: test-deps
-	DJANGO_DEBUG=1 $(UV) run --frozen pytest
+	DJANGO_DEBUG=1 $(UV) run --frozen pytest --durations=15
 
 # The unit tests alone, for the edit-test loop: one process (a private redis-server holds the cache, as in
 # production), no Celery worker, no browser, no simulator process; the two marked slow (a sweep of every

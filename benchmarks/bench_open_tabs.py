@@ -18,6 +18,8 @@ polls as a browser does, and one row in ten changes per 5 s interval:
               shared cache of rendered rows: the steady state, never the 204 shortcut.
   per-row     50 requests per tab every 5 s (GET /batches/<pk>/row/?v=..., today's baseline before
               issue 16): 9 in 10 carry the row's current version (a 204), 1 in 10 a stale one (a render).
+  ceiling     one request per tab every 5 s to a bare view returning a constant (ceiling_urls.py, as
+              bench_poll_load.py), same server, middleware and session: what any view can get here.
 
 wrk (Debian's package) drives it with keep-alive connections (about 0.8 x the request rate, at most 256:
 nginx's upstream pool carries the browsers' polls to gunicorn over a few connections) that each wait
@@ -64,8 +66,13 @@ CHANGED_PER_INTERVAL = 5  # one row in ten
 STALE = "0000000000000000"
 PAGE = "page_poll"
 PER_ROW = "per_row"
-LABELS = {PAGE: "page poll (one request per tab and 5 s)", PER_ROW: "per-row polls (50 per tab and 5 s)"}
-RATE_PER_TAB = {PAGE: 1 / INTERVAL_S, PER_ROW: ROWS_PER_TAB / INTERVAL_S}
+CEILING = "ceiling"
+LABELS = {
+    PAGE: "page poll (one request per tab and 5 s)",
+    PER_ROW: "per-row polls (50 per tab and 5 s)",
+    CEILING: "ceiling: bare view (one request per tab and 5 s)",
+}
+RATE_PER_TAB = {PAGE: 1 / INTERVAL_S, PER_ROW: ROWS_PER_TAB / INTERVAL_S, CEILING: 1 / INTERVAL_S}
 # Browsers reach gunicorn through nginx, whose upstream pool (deploy/nginx: keepalive 32) carries every
 # tab's polls over a few keep-alive connections; gunicorn itself closes a connection idle for 2 s. So
 # wrk uses about 0.8 x the request rate in connections (each waiting at most ~1.2 s between requests,
@@ -95,9 +102,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[50, 100, 150, 200, 250, 300, 400, 500],
         help="the per-row polls' ladder of tab counts",
     )
+    parser.add_argument(
+        "--ceiling-tabs",
+        type=_counts,
+        default=[1000, 2000, 3000, 4000, 5000, 6000],
+        help="the bare view's ladder of tab counts (0 to leave it out)",
+    )
     parser.add_argument("--timeout", type=int, default=10, help="wrk's request timeout in seconds")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    args.ceiling_tabs = [count for count in args.ceiling_tabs if count > 0]
     if not 1 <= args.seconds <= 600 or not args.page_tabs or not args.row_tabs:
         parser.error("--seconds must be 1..600 and each ladder must name at least one count")
     return args
@@ -140,7 +154,11 @@ def tab_requests(base: str, cookie: str) -> dict[str, list[str]]:
                 raise RuntimeError(f"the row poll of {pk} carries no version: {fragment[:300]}")
             row_paths += [f"/batches/{pk}/row/?v={version.group(1)}"] * 9 + [f"/batches/{pk}/row/?v={STALE}"]
         rng.shuffle(row_paths)
-    return {PAGE: page_paths, PER_ROW: row_paths}
+    # The ceiling: the same server, settings, middleware and signed-in session, a view returning "ok"
+    # (ceiling_urls.py, as bench_poll_load.py), at the page poll's pace: what any view can get.
+    if client.get("/bench/ceiling/").text != "ok":
+        raise RuntimeError("the ceiling view is not served")
+    return {PAGE: page_paths, PER_ROW: row_paths, CEILING: ["/bench/ceiling/"]}
 
 
 def measure(
@@ -185,9 +203,11 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
     met = best[PAGE] >= GOAL_TABS
     page_top = max(args.page_tabs)
     bound = " (the top of its ladder: more may be served)" if best[PAGE] == page_top else ""
+    ceiling = f" (a bare view at the same pace: {best[CEILING]:,})" if ladders.get(CEILING) else ""
     text = (
         f"largest number of open list tabs served with p99 <= {P99_LIMIT_MS:.0f} ms and no errors: "
-        f"{best[PAGE]:,} with the page poll{bound}, {best[PER_ROW]:,} with per-row polls ({ratio:.1f}x); "
+        f"{best[PAGE]:,} with the page poll{bound}{ceiling}, {best[PER_ROW]:,} with per-row polls "
+        f"({ratio:.1f}x); "
         f"goal >= {GOAL_TABS:,}: {'met' if met else 'NOT met'}"
     )
     columns = [
@@ -239,6 +259,9 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             "shared cache of rendered rows: the steady state at one change in ten rows per interval.",
             "per-row: each row of each tab polls every 5 s; 9 in 10 carry the current version (204), "
             "1 in 10 a stale one (a render), the same one change in ten.",
+            "ceiling: the same server, settings, middleware and signed-in session answering a view that "
+            "returns a constant (benchmarks/ceiling_urls.py), one request per tab every 5 s like the "
+            "page poll: how many tabs any view could keep live on this machine under this load shape.",
             f"wrk {context['wrk']}: keep-alive connections, about 0.8 x the request rate and at most "
             f"{MAX_CONNECTIONS} (as nginx's upstream pool carries browsers' polls to gunicorn), each waiting "
             f"0.5-1.5x its share of the interval between requests (the first request of each at once); "
@@ -251,6 +274,7 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             "name": "open list tabs served (page poll)",
             "tabs": best[PAGE],
             "baseline_tabs": best[PER_ROW],
+            "ceiling_tabs": best.get(CEILING, 0),
             "ratio": ratio,
             "goal": GOAL_TABS,
             "met": met,
@@ -272,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         paths = tab_requests(base, cookie)
         pids = httpload.gunicorn_pids(gunicorn.pid)
-        ladders: dict[str, list[dict]] = {PAGE: [], PER_ROW: []}
-        for mode, ladder in ((PER_ROW, args.row_tabs), (PAGE, args.page_tabs)):
+        ladders: dict[str, list[dict]] = {PAGE: [], PER_ROW: [], CEILING: []}
+        modes = ((PER_ROW, args.row_tabs), (PAGE, args.page_tabs), (CEILING, args.ceiling_tabs))
+        for mode, ladder in modes:
+            if not ladder:
+                continue
             for tabs in ladder:
                 print(f"{LABELS[mode]}: {tabs:,} tabs, {args.seconds} s ...", flush=True)
                 row = measure(args, wrk, workdir, base, cookie, mode, paths[mode], tabs, pids)
