@@ -37,7 +37,7 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 class SessionStore(DatabaseSessionStore):
-    def decode(self, session_data: str) -> dict[str, Any]:
+    def decode(self, session_data: bytes | str) -> dict[str, Any]:
         plain = _decoded(type(self), session_data)
         return dict(plain) if plain is not None else super().decode(session_data)
 
@@ -63,7 +63,7 @@ class SessionStore(DatabaseSessionStore):
 
 
 @lru_cache(maxsize=512)
-def _decoded(store: type[SessionStore], session_data: str) -> dict[str, Any] | None:
+def _decoded(store: type[SessionStore], session_data: bytes | str) -> dict[str, Any] | None:
     """The session's data if it holds plain values only (else None: decoded afresh each time)."""
     data = super(SessionStore, store()).decode(session_data)
     return data if data and all(isinstance(value, _PLAIN) for value in data.values()) else None

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from dashboard.shared_redis import client
+from dashboard.shared_redis import client, text
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def watch_and_read(watched: Iterable[str], also_get: Sequence[str] = ()) -> Read
         counters, due, *also = pipe.execute()[len(names) :]
     except (RedisError, OSError):
         return Reading(None, {})
-    return Reading(token(counters), {_text(k): float(_text(v)) for k, v in due.items()}, tuple(also))
+    return Reading(token(counters), {text(k): float(text(v)) for k, v in due.items()}, tuple(also))
 
 
 def record_next_refresh(connection_pk: int, at: float) -> None:
@@ -103,12 +103,8 @@ def read_token() -> str | None:
 
 def token(counters: Mapping[bytes | str, bytes | str]) -> str:
     """The hash's fields in a fixed order: a new connection, or any bump, gives a different token."""
-    fields = sorted((_text(k), _text(v)) for k, v in counters.items())
+    fields = sorted((text(k), text(v)) for k, v in counters.items())
     return ".".join(f"{k}-{v}" for k, v in fields) or "0"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def is_watched(connection_pk: int) -> bool:

@@ -43,7 +43,8 @@ def changed_rows(request: PollRequest, changed: dict[int, str]) -> list[str]:
         cached = shared_redis.client().mget(list(keys.values()))
     except (RedisError, OSError):
         cached = [None] * len(keys)
-    fragments = {pk: _text(text) for pk, text in zip(keys, cached, strict=True) if text is not None}
+    found = zip(keys, cached, strict=True)
+    fragments = {pk: shared_redis.text(value) for pk, value in found if value is not None}
     missing = [pk for pk in keys if pk not in fragments]
     if missing:
         fresh = _render_rows(request, missing)
@@ -75,7 +76,7 @@ def row_poll_fragment(request: PollRequest, batch: Batch, version: str, now: dat
     except (RedisError, OSError):
         kept = None
     if kept is not None:
-        text = _text(kept)
+        text = shared_redis.text(kept)
     else:
         stalled_after = timedelta(minutes=settings.STALLED_AFTER_MINUTES)
         row = rows.row(batch, now=now, stalled_after=stalled_after, can_operate=request.poller.can_operate)
@@ -93,10 +94,6 @@ def row_poll_fragment(request: PollRequest, batch: Batch, version: str, now: dat
     if CSRF_SLOT in text or NEXT_SLOT in text:  # an operator's row: its cancel form
         text = text.replace(CSRF_SLOT, get_token(request)).replace(NEXT_SLOT, escape(request.get_full_path()))
     return text
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _render_rows(request: PollRequest, pks: list[int]) -> dict[int, tuple[str, str]]:

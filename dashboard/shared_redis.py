@@ -16,3 +16,8 @@ from django.conf import settings
 @lru_cache(maxsize=1)
 def client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def text(value: bytes | str) -> str:
+    """A value this client read (bytes: it does not decode) as text."""
+    return value.decode() if isinstance(value, bytes) else value
