@@ -62,7 +62,8 @@ def test_uploads_are_checked_like_the_real_api(sim: Sim) -> None:
     )
     assert response.json()["expires_at"] == response.json()["created_at"] + 7200
     for seconds in ("²", "9" * 5000):  # digits int() refuses: a 400 naming the field, not a 500
-        fields = {"purpose": "batch", "expires_after[anchor]": "created_at", "expires_after[seconds]": seconds}
+        fields = {"purpose": "batch", "expires_after[anchor]": "created_at"}
+        fields["expires_after[seconds]"] = seconds
         response = sim.api.post("/files", files={"file": ("a.jsonl", b"{}\n")}, data=fields)
         assert assert_error(response, 400)["param"] == "expires_after.seconds"
 
