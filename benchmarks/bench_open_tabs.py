@@ -154,10 +154,10 @@ def tab_requests(base: str, cookie: str) -> dict[str, list[str]]:
                 raise RuntimeError(f"the row poll of {pk} carries no version: {fragment[:300]}")
             row_paths += [f"/batches/{pk}/row/?v={version.group(1)}"] * 9 + [f"/batches/{pk}/row/?v={STALE}"]
         rng.shuffle(row_paths)
-    # The ceiling: the same server, settings, middleware and signed-in session, a view returning "ok"
-    # (ceiling_urls.py, as bench_poll_load.py), at the page poll's pace: what any view can get.
-    if client.get("/bench/ceiling/").text != "ok":
-        raise RuntimeError("the ceiling view is not served")
+        # The ceiling: the same server, settings, middleware and signed-in session, a view returning
+        # "ok" (ceiling_urls.py, as bench_poll_load.py), at the page poll's pace: what any view gets.
+        if client.get("/bench/ceiling/").text != "ok":
+            raise RuntimeError("the ceiling view is not served")
     return {PAGE: page_paths, PER_ROW: row_paths, CEILING: ["/bench/ceiling/"]}
 
 
