@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import random
 import re
 import sys
@@ -168,11 +169,12 @@ def measure(
     connections = max(1, min(MAX_CONNECTIONS, round(rate * 0.8)))
     pause_ms = 1000 * connections / rate
     httpload.run_wrk(wrk, workdir, base, paths, cookie, 3, connections, args.timeout, pause_ms)
-    cpu_before = httpload.process_cpu_seconds(pids)
+    cpu_before, stolen_before = httpload.process_cpu_seconds(pids), httpload.stolen_seconds()
     result = httpload.run_wrk(
         wrk, workdir, base, paths, cookie, args.seconds, connections, args.timeout, pause_ms
     )
     cpu = httpload.process_cpu_seconds(pids) - cpu_before
+    stolen = httpload.stolen_seconds() - stolen_before
     share = result["rps"] / rate
     served = result["p99_us"] / 1000 <= P99_LIMIT_MS and result["errors"] == 0 and share >= MIN_SENT_SHARE
     row = {
@@ -185,11 +187,14 @@ def measure(
         "max_ms": result["max_us"] / 1000,
         "errors": result["errors"],
         "server_cpu_ms_per_request": 1000 * cpu / max(result["requests"], 1),
+        # Of the machine's core-seconds during the run, the share its hypervisor gave to others.
+        "stolen_share": stolen / (args.seconds * (os.cpu_count() or 1)),
         "served": served,
     }
     print(
         f"  {LABELS[mode]}: {tabs:,} tabs, {result['rps']:,.0f} of {rate:,.0f} requests/s, "
-        f"p99 {row['p99_ms']:.0f} ms, {row['errors']} errors: {'served' if served else 'NOT served'}",
+        f"p99 {row['p99_ms']:.0f} ms, {row['errors']} errors, {row['stolen_share']:.0%} of the cores stolen: "
+        f"{'served' if served else 'NOT served'}",
         flush=True,
     )
     return row
@@ -219,6 +224,7 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
         "max",
         "errors",
         "server CPU/req",
+        "stolen",
         "served",
     ]
     rows = [
@@ -231,6 +237,7 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             f"{row['max_ms']:.0f} ms",
             row["errors"],
             f"{row['server_cpu_ms_per_request']:.2f} ms",
+            f"{row.get('stolen_share', 0):.0%}",
             "yes" if row["served"] else "no",
         ]
         for mode, mode_rows in ladders.items()
@@ -268,7 +275,8 @@ def figures(args, ladders: dict[str, list[dict]], context: dict[str, Any]) -> di
             f"{args.seconds} s per tab count "
             f"after 3 s at the same rate. Served: p99 <= {P99_LIMIT_MS:.0f} ms, no errors, and at least "
             f"{MIN_SENT_SHARE:.0%} of the target request rate answered. wrk shares the cores with the "
-            "server.",
+            "server. Stolen: the share of the machine's core time its hypervisor gave to other machines "
+            "during that row (/proc/stat): the same row is slower when it is high.",
         ],
         "headline": {
             "name": "open list tabs served (page poll)",

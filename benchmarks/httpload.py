@@ -200,6 +200,16 @@ def process_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to others while this machine's cores wanted it (Linux /proc/stat,
+    all cores): a virtual machine's neighbours, which make the same run slower at another moment."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def gunicorn_pids(master: int) -> list[int]:
     pids = [master]
     with contextlib.suppress(OSError):
