@@ -28,6 +28,7 @@ from batches.models import Batch, Connection
 from batches.statuses import KNOWN_STATUSES
 from tests.conftest import free_port
 from tests.support.factories import make_batch, make_user
+from tests.support.pollers import forget_pollers
 from tests.support.random_requests import (
     ADMIN_FORM_FIELDS,
     BY_DESIGN,
@@ -362,6 +363,7 @@ def test_no_url_pattern_answers_a_hostile_request_with_a_5xx(db, start_simulator
     def send(who: str, method: str, request: Request) -> None:
         url = f"{request.path}?{request.query}" if request.query else request.path
         cache.clear()
+        forget_pollers()
         client = clients[who]
         # Each request alone: whatever it wrote (a sign-out, a deleted user) is rolled back after it,
         # and the client gets its own session cookie back.

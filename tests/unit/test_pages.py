@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.roles import OPERATOR, set_role
 from batches.models import Batch
 from tests.support.factories import make_batch, make_connection
+from tests.support.pollers import forget_pollers
 
 pytestmark = pytest.mark.django_db
 
@@ -116,7 +117,7 @@ def test_a_row_renders_again_when_each_thing_it_shows_changes(client, member):
 def test_a_row_version_is_per_role_so_a_promoted_user_gets_the_cancel_button(client, member):
     running = make_batch(status="in_progress")
     polled = _polled_url(_row_fragment(client, running.pk), running.pk)
-    cache.clear()  # the poll remembers who polls, with their role, for POLL_AUTH_SECONDS
+    forget_pollers()  # the poll remembers who polls, with their role, for POLL_AUTH_SECONDS
     set_role(member, OPERATOR)
     promoted = client.get(polled, HTTP_HX_REQUEST="true")
     assert promoted.status_code == 200
@@ -332,7 +333,6 @@ def test_no_garbage_query_parameter_causes_a_500(client, member, name):
 
 
 def test_the_list_page_costs_a_constant_number_of_queries(client, member, django_assert_max_num_queries):
-    from django.core.cache import cache
 
     for _ in range(60):
         make_batch()
