@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from accounts.roles import can_admin, can_operate
 from dashboard import shared_redis
 
-CACHE_PREFIX = "batch-dashboard:poller:"
+KEY_PREFIX = "batch-dashboard:poller:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def poller(request: HttpRequest) -> Poller | None:
         return None
     # The session's hash of the password is part of the key, so a session from before a password
     # change never matches a check made after it.
-    key = f"{CACHE_PREFIX}{user_id}:{request.session.get(HASH_SESSION_KEY, '')}"
+    key = f"{KEY_PREFIX}{user_id}:{request.session.get(HASH_SESSION_KEY, '')}"
     window = settings.POLL_AUTH_SECONDS
     now = time.time()  # wall-clock time, since web processes on different machines compare it
     if window > 0:

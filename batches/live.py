@@ -36,6 +36,20 @@ NEXT_REFRESH_KEY = "batch-dashboard:next-refresh"
 EVENTS_CHANNEL = "batch-dashboard:changes:events"
 # A page that shows every connection (the unfiltered list) watches this one key instead of each.
 EVERY_CONNECTION = "all"
+# Connections one page may watch at most (its `w` parameter).
+MAX_WATCHED = 20
+
+
+def watched_names(text: str) -> list[str]:
+    """A page's `w` parameter, as its polls and its events stream send it: connection pks, or
+    EVERY_CONNECTION, each once; anything else is dropped. A pk is ASCII digits, at most 18 of them
+    ("²".isdigit() is true, and int() refuses it)."""
+    names = (
+        name
+        for name in text.split(",")[:MAX_WATCHED]
+        if name == EVERY_CONNECTION or (name.isascii() and name.isdigit() and len(name) <= 18)
+    )
+    return list(dict.fromkeys(names))
 
 
 def bump(connection_pk: int) -> None:

@@ -24,20 +24,6 @@ from django.views.decorators.http import require_GET
 from batches import live, live_events
 from batches.models import Connection
 
-# As many as the page poll accepts (batches.views_live).
-MAX_WATCHED = 20
-
-
-def watched_names(query: str) -> list[str]:
-    """The page's `w` parameter, as its poll sends it: connection pks, or `all`; the rest is dropped."""
-    names = [
-        name
-        for name in query.split(",")[:MAX_WATCHED]
-        # isascii: "²".isdigit() is true, and int() refuses it.
-        if (name.isascii() and name.isdigit()) or name == live.EVERY_CONNECTION
-    ]
-    return list(dict.fromkeys(name for name in names if len(name) <= live_events.MAX_MESSAGE_BYTES))
-
 
 def visible_names(names: list[str]) -> list[str]:
     """Of `names`, those a signed-in user may see. Every signed-in user sees every connection (roles
@@ -66,7 +52,7 @@ async def live_events_view(request: HttpRequest) -> HttpResponseBase:
     user = await request.auser()
     if not (user.is_authenticated and user.is_active):
         return _allow_origin(request, HttpResponse("Sign in first.", status=403, content_type="text/plain"))
-    watched = await sync_to_async(_visible_names_then_close)(watched_names(request.GET.get("w", "")))
+    watched = await sync_to_async(_visible_names_then_close)(live.watched_names(request.GET.get("w", "")))
     if not watched:
         return _allow_origin(request, HttpResponse(status=204))  # nothing to tell: EventSource stops
     hub = live_events.hub_for_this_loop(settings.REDIS_URL)

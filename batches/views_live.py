@@ -67,7 +67,6 @@ PAGE_STATE_BUSY_SECONDS = 5
 CATCH_UP_SECONDS = 1.0
 # What the poll itself adds to the page's query string; the rest are the list's filters.
 POLL_PARAMS = ("c", "t", "w", "r", "first", "rows", "s", "v", "h", "cursor")
-MAX_WATCHED = 20
 # Stand-in for the poll element's URL (poll_element), as live_rows has for a row's per-request parts.
 URL_SLOT = "LIVEURLSLOTQ7X"
 
@@ -117,17 +116,12 @@ class Shown:
             # _number's test, inline: this runs for every row of every poll.
             if version and pk.isdigit() and pk.isascii() and len(pk) <= 18:
                 rows_shown[int(pk)] = version[:32]
-        watched = [
-            name
-            for name in query.get("w", "").split(",")[:MAX_WATCHED]
-            if name == live.EVERY_CONNECTION or _number(name) is not None
-        ]
         first = query.get("first", "")
         issued = query.get("t", "")
         return cls(
             token=query.get("c", "")[:2000],
             issued=float(_number(issued) or 0),
-            watched=tuple(watched),
+            watched=tuple(live.watched_names(query.get("w", ""))),
             rows=rows_shown,
             parts={name: query.get(name, "")[:32] for name in ("s", "v", "h")},
             first=_number(first),

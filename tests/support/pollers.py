@@ -5,6 +5,6 @@ from dashboard import shared_redis
 
 
 def forget_pollers() -> None:
-    keys = list(shared_redis.client().scan_iter(f"{polls.CACHE_PREFIX}*"))
+    keys = list(shared_redis.client().scan_iter(f"{polls.KEY_PREFIX}*"))
     if keys:
         shared_redis.client().delete(*keys)

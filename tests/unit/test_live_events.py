@@ -134,7 +134,8 @@ def test_an_absolute_events_url_is_allowed_by_the_csp():
 
 
 def test_connections_are_visible_to_a_stream_only_if_they_exist():
-    from batches.views_events import visible_names, watched_names
+    from batches.live import watched_names
+    from batches.views_events import visible_names
 
     connection = Connection.objects.create(name="one", base_url="http://127.0.0.1:9/v1")
     names = watched_names(f"{connection.pk},99999,all,<x>,{'9' * 40},²")
