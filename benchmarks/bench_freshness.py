@@ -76,7 +76,7 @@ from benchlib import (
     start_redis,
     write_json,
 )
-from freshness_report import Change, figures
+from freshness_report import CANCEL_DELAY_S, NATURAL_END_S, Change, figures
 from livestack import Simulator, start_stack
 
 WEBHOOK_SECRET_ENV = "OPENAI_WEBHOOK_SECRET"
@@ -86,10 +86,6 @@ USERNAME = "bench-watcher"
 PASSWORD = "bench-watcher-password-1"
 SEED = 1
 POLL_SECONDS = 0.1
-# Finishes: a batch within this many simulated seconds of its own end is taken there; any other is
-# cancelled, its cancelling lasting CANCEL_DELAY_S (simulated seconds).
-NATURAL_END_S = 300
-CANCEL_DELAY_S = (5, 30)
 CHROMIUM = "/usr/bin/chromium"
 
 

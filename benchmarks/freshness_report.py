@@ -12,6 +12,12 @@ GOAL_P95_S = 8.0
 GOAL_WEBHOOK_P95_S = 3.0
 
 
+# Finishes (bench_freshness.measure_finishes): a batch within this many simulated seconds of its own end
+# is taken there; any other is cancelled, its cancelling lasting CANCEL_DELAY_S (simulated seconds).
+NATURAL_END_S = 300
+CANCEL_DELAY_S = (5, 30)
+
+
 @dataclass
 class Change:
     batch_id: str
@@ -56,8 +62,11 @@ def _delays(args, changes: list[Change]) -> dict[str, dict[str, float]]:
 def _finish_kinds(args, finishes: list[Change]) -> str:
     parts = []
     for how, label in (
-        ("its end", "reached their own end (the clock advanced at most 300 simulated s)"),
-        ("cancelled", "were cancelled through the API and taken past a 5-30 s cancelling time"),
+        ("its end", f"reached their own end (the clock advanced at most {NATURAL_END_S} simulated s)"),
+        (
+            "cancelled",
+            "were cancelled through the API and taken past a {}-{} s cancelling time".format(*CANCEL_DELAY_S),
+        ),
     ):
         kind = [change for change in finishes if change.how == how]
         p95 = _delays(args, kind)["total"].get("p95") if kind else None
